@@ -1,0 +1,243 @@
+//! The commands of `cairn`, over the node library.
+
+mod output;
+mod secrets;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use cairn_node::identity::{self, IdentityError, OwnIdentity};
+use cairn_node::DataDir;
+use cairn_wallet::kel::{KeyEventLog, LogView, MAX_EVENT_LEN, MAX_LOG_EVENTS};
+use cairn_wallet::keystore::KdfParams;
+use cairn_wallet::{IdentityId, SeedPhrase};
+use serde_json::json;
+
+pub use output::Output;
+use secrets::Purpose;
+
+/// Where the command works and how it gets the keystore passphrase.
+pub struct Context {
+    dir: DataDir,
+    passphrase_file: Option<PathBuf>,
+}
+
+impl Context {
+    /// The context from the global flags.
+    pub fn new(data_dir: Option<PathBuf>, passphrase_file: Option<PathBuf>) -> Result<Self> {
+        let dir = match data_dir {
+            Some(d) => DataDir::new(d),
+            None => DataDir::platform_default()
+                .context("this platform has no default data directory; pass --data-dir DIR")?,
+        };
+        Ok(Context { dir, passphrase_file })
+    }
+
+    fn passphrase(&self, purpose: Purpose) -> Result<zeroize::Zeroizing<String>> {
+        secrets::keystore_passphrase(self.passphrase_file.as_deref(), purpose)
+    }
+
+    fn load(&self) -> Result<(cairn_node::Store, OwnIdentity)> {
+        let store = identity::open_store(&self.dir)?;
+        let own = identity::load(&store, &self.dir)?;
+        Ok((store, own))
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn identity_json(own: &OwnIdentity) -> serde_json::Value {
+    let cur = own.state.current();
+    json!({
+        "id": own.state.id,
+        "fingerprint": own.state.id.fingerprint(),
+        "rotation_index": cur.index,
+        "signing_key": hex(&cur.signing_key.serialize()),
+        "messaging_key": hex(&cur.messaging_key.0),
+        "next_key_digest": cur.next_key_digest,
+        "events": own.state.len,
+        "anchored": false,
+    })
+}
+
+fn identity_text(own: &OwnIdentity) -> String {
+    let cur = own.state.current();
+    format!(
+        "Identity       {}\nFingerprint    {}\nRotation       {}\nSigning key    {}\nMessaging key  {}\nLog            {} event(s)\nAnchored       no (not yet anchored in Bitcoin)",
+        own.state.id,
+        own.state.id.fingerprint(),
+        cur.index,
+        hex(&cur.signing_key.serialize()),
+        hex(&cur.messaging_key.0),
+        own.state.len,
+    )
+}
+
+/// `cairn init`.
+pub fn init(ctx: &Context, out: &Output, words: usize, yes: bool, with_bip39: bool) -> Result<()> {
+    let store = identity::open_store(&ctx.dir)?;
+    if let Some(existing) = store.own_identity()? {
+        bail!("{} already holds identity {existing}; use another --data-dir", ctx.dir.root().display());
+    }
+    let bip39 = if with_bip39 { secrets::bip39_passphrase(Purpose::New)? } else { Default::default() };
+    let pass = ctx.passphrase(Purpose::New)?;
+    let phrase = SeedPhrase::generate(words)?;
+    let list = phrase.words();
+    if !out.json {
+        out.line("Your seed phrase. Write the words down, in order, and keep them offline.");
+        out.line("Anyone with these words is you; without them a lost device loses the identity.\n");
+        for (i, chunk) in list.chunks(4).enumerate() {
+            let row: Vec<String> = chunk.iter().enumerate().map(|(j, w)| format!("{:>2}. {w:<10}", i * 4 + j + 1)).collect();
+            out.line(row.join(" ").trim_end());
+        }
+    }
+    if !yes {
+        secrets::confirm_words(&list)?;
+    }
+    let own = identity::create(&store, &ctx.dir, &phrase, &bip39, &pass, KdfParams::default())?;
+    if out.json {
+        let mut v = identity_json(&own);
+        v["words"] = json!(*phrase.phrase());
+        out.json(&v);
+    } else {
+        out.line(&format!("\nCreated a new identity in {}.\n", ctx.dir.root().display()));
+        out.line(&identity_text(&own));
+    }
+    Ok(())
+}
+
+/// `cairn restore`.
+pub fn restore(ctx: &Context, out: &Output, with_bip39: bool) -> Result<()> {
+    let typed = secrets::seed_words()?;
+    let phrase = SeedPhrase::parse(&typed)?;
+    let bip39 = if with_bip39 { secrets::bip39_passphrase(Purpose::Existing)? } else { Default::default() };
+    let new_id = identity::preview(&phrase, &bip39)?;
+    let store = identity::open_store(&ctx.dir)?;
+    match store.own_identity()? {
+        Some(existing) if existing == new_id => {
+            let own = identity::load(&store, &ctx.dir)?;
+            if out.json {
+                let mut v = identity_json(&own);
+                v["already_present"] = json!(true);
+                out.json(&v);
+            } else {
+                out.line(&format!("{} already holds this identity; nothing to do.\n", ctx.dir.root().display()));
+                out.line(&identity_text(&own));
+            }
+            return Ok(());
+        }
+        Some(existing) => return Err(IdentityError::HoldsDifferentIdentity { existing, new: new_id }.into()),
+        None => {}
+    }
+    let pass = ctx.passphrase(Purpose::New)?;
+    let own = identity::create(&store, &ctx.dir, &phrase, &bip39, &pass, KdfParams::default())?;
+    if out.json {
+        out.json(&identity_json(&own));
+    } else {
+        out.line(&format!("Restored identity into {}.\n", ctx.dir.root().display()));
+        out.line(&identity_text(&own));
+        out.line(&format!(
+            "\nCheck the fingerprint {}: if it is not the one you know, the words{} differ from the ones you used.",
+            own.state.id.fingerprint(),
+            if with_bip39 { " or the BIP39 passphrase" } else { " (or a BIP39 passphrase you used then)" }
+        ));
+    }
+    Ok(())
+}
+
+/// `cairn id`.
+pub fn show_id(ctx: &Context, out: &Output) -> Result<()> {
+    let (_store, own) = ctx.load()?;
+    if out.json {
+        out.json(&identity_json(&own));
+    } else {
+        out.line(&identity_text(&own));
+    }
+    Ok(())
+}
+
+/// `cairn safety-number ID`.
+pub fn safety_number(ctx: &Context, out: &Output, other: &str) -> Result<()> {
+    let other: IdentityId = other.parse()?;
+    let (_store, own) = ctx.load()?;
+    let n = own.state.id.safety_number(&other);
+    if out.json {
+        out.json(&json!({ "own": own.state.id, "other": other, "safety_number": n.digits() }));
+    } else {
+        out.line(&format!("Safety number with {other}:\n\n{n}\n"));
+        out.line("Compare it with your contact in person or on a call: both of you must see the same digits.");
+    }
+    Ok(())
+}
+
+/// `cairn log export FILE`.
+pub fn log_export(ctx: &Context, out: &Output, file: &Path) -> Result<()> {
+    let (_store, own) = ctx.load()?;
+    let bytes = own.log.encode();
+    cairn_node::datadir::write_atomic(file, &bytes).with_context(|| format!("cannot write {}", file.display()))?;
+    if out.json {
+        out.json(&json!({ "id": own.state.id, "file": file, "events": own.state.len, "bytes": bytes.len() }));
+    } else {
+        out.line(&format!("Wrote the key event log of {} ({} event(s), {} bytes) to {}.", own.state.id, own.state.len, bytes.len(), file.display()));
+    }
+    Ok(())
+}
+
+/// `cairn log verify FILE`.
+pub fn log_verify(out: &Output, file: &Path) -> Result<()> {
+    let max = (13 + MAX_LOG_EVENTS * (2 + MAX_EVENT_LEN)) as u64;
+    let len = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
+    if len > max {
+        bail!("{} is {len} bytes, larger than any valid key event log", file.display());
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let log = KeyEventLog::decode(&bytes).with_context(|| format!("{} is not a valid key event log file", file.display()))?;
+    match cairn_chain_anchor::verify_without_chain(&log) {
+        Ok((state, verdict)) => {
+            if out.json {
+                out.json(&json!({
+                    "valid": true,
+                    "id": state.id,
+                    "fingerprint": state.id.fingerprint(),
+                    "rotation_index": state.rotation_index(),
+                    "verdict": verdict,
+                    "log": LogView::from(&log),
+                }));
+            } else {
+                let cur = state.current();
+                out.line(&format!(
+                    "Valid key event log.\nIdentity       {}\nFingerprint    {}\nEvents         {}\nRotation       {}\nSigning key    {}\nStatus         {verdict}",
+                    state.id,
+                    state.id.fingerprint(),
+                    state.len,
+                    cur.index,
+                    hex(&cur.signing_key.serialize())
+                ));
+            }
+            Ok(())
+        }
+        Err(verdict) => {
+            let msg = format!("{} is not a valid key event log: {verdict}", file.display());
+            if out.json {
+                out.json(&json!({ "valid": false, "verdict": verdict, "error": msg }));
+            }
+            Err(output::Reported(msg).into())
+        }
+    }
+}
+
+/// `cairn keystore check`.
+pub fn keystore_check(ctx: &Context, out: &Output) -> Result<()> {
+    let (_store, own) = ctx.load()?;
+    let pass = ctx.passphrase(Purpose::Existing)?;
+    let hot = identity::unlock_hot(&ctx.dir, &own, &pass)?;
+    identity::unlock_seed(&ctx.dir, &own, &pass)?;
+    if out.json {
+        out.json(&json!({ "id": own.state.id, "unlocked": true, "rotation_index": hot.index }));
+    } else {
+        out.line(&format!("The keystore unlocks and its keys belong to {} (rotation {}).", own.state.id, hot.index));
+    }
+    Ok(())
+}

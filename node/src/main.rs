@@ -1,0 +1,107 @@
+//! `cairn`: the command line of a Cairn node.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Cairn: a messenger with no server to trust. Your identity is a seed phrase;
+/// your keys are checked against Bitcoin.
+#[derive(Parser)]
+#[command(name = "cairn", version, propagate_version = true)]
+struct Cli {
+    /// Data directory (default: the platform data directory, e.g. ~/.local/share/cairn).
+    #[arg(long, global = true, env = "CAIRN_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Read the keystore passphrase from the first line of FILE (instead of
+    /// CAIRN_PASSPHRASE or a prompt).
+    #[arg(long, global = true, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new identity: shows a new seed phrase once and asks you to confirm it.
+    Init {
+        /// Number of words: 12 or 24.
+        #[arg(long, default_value_t = 12, value_parser = clap::builder::PossibleValuesParser::new(["12", "24"]).map(|s| s.parse::<usize>().unwrap_or(12)))]
+        words: usize,
+        /// Skip the confirmation of the words (for scripts).
+        #[arg(long)]
+        yes: bool,
+        /// Also protect the seed with a BIP39 passphrase (from CAIRN_BIP39_PASSPHRASE or a prompt).
+        #[arg(long)]
+        bip39_passphrase: bool,
+    },
+    /// Restore an identity from its seed phrase (from the terminal, or standard input).
+    Restore {
+        /// The seed was created with a BIP39 passphrase (from CAIRN_BIP39_PASSPHRASE or a prompt).
+        #[arg(long)]
+        bip39_passphrase: bool,
+    },
+    /// Show this node's identity: id, fingerprint, rotation index and keys.
+    Id,
+    /// Show the safety number between this identity and another, to compare out of band.
+    SafetyNumber {
+        /// The other identity's id (cairn1…).
+        id: String,
+    },
+    /// Export or verify key event logs.
+    #[command(subcommand)]
+    Log(LogCommand),
+    /// Check the keystore.
+    #[command(subcommand)]
+    Keystore(KeystoreCommand),
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Write this identity's key event log to FILE.
+    Export {
+        /// Where to write it.
+        file: PathBuf,
+    },
+    /// Check a key event log file: signatures, hash chain, numbering, pre-rotation.
+    Verify {
+        /// The log file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeystoreCommand {
+    /// Unlock the keystore and check that its keys are this identity's.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    let out = cli::Output { json: args.json };
+    match run(args, &out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            out.error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Cli, out: &cli::Output) -> anyhow::Result<()> {
+    let ctx = cli::Context::new(args.data_dir, args.passphrase_file)?;
+    match args.command {
+        Command::Init { words, yes, bip39_passphrase } => cli::init(&ctx, out, words, yes, bip39_passphrase),
+        Command::Restore { bip39_passphrase } => cli::restore(&ctx, out, bip39_passphrase),
+        Command::Id => cli::show_id(&ctx, out),
+        Command::SafetyNumber { id } => cli::safety_number(&ctx, out, &id),
+        Command::Log(LogCommand::Export { file }) => cli::log_export(&ctx, out, &file),
+        Command::Log(LogCommand::Verify { file }) => cli::log_verify(out, &file),
+        Command::Keystore(KeystoreCommand::Check) => cli::keystore_check(&ctx, out),
+    }
+}

@@ -1,0 +1,240 @@
+//! The node's RocksDB store: column families, a schema version, and typed
+//! accessors. Every write that records a user's decision is synced before it
+//! returns.
+
+use std::path::Path;
+
+use cairn_wallet::kel::{DecodeError, KeyEventLog, SignedEvent};
+use cairn_wallet::IdentityId;
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+
+/// Schema version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Column family of store-wide metadata (schema version, own identity).
+pub const CF_META: &str = "meta";
+/// Column family of key event logs: `identity id (32) || position (u32 BE)` → signed event.
+pub const CF_KEL: &str = "kel";
+/// Every column family, in creation order.
+pub const COLUMN_FAMILIES: [&str; 2] = [CF_META, CF_KEL];
+
+const KEY_SCHEMA: &[u8] = b"schema_version";
+const KEY_OWN_ID: &[u8] = b"own_identity";
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store was written by a newer version of Cairn.
+    #[error("the store at {path} has schema version {found}, newer than this cairn understands ({supported}); upgrade cairn to open it")]
+    NewerSchema {
+        /// Where.
+        path: String,
+        /// Version found on disk.
+        found: u32,
+        /// Newest version this build knows.
+        supported: u32,
+    },
+    /// Another process holds the store.
+    #[error("the data directory is in use by another cairn process (RocksDB lock at {0}); stop it first")]
+    Locked(String),
+    /// Data that does not decode.
+    #[error("the store holds corrupt data: {0}")]
+    Corrupt(String),
+    /// RocksDB failed.
+    #[error("storage error: {0}")]
+    Db(#[from] rocksdb::Error),
+}
+
+impl From<DecodeError> for StoreError {
+    fn from(e: DecodeError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// The node's store.
+pub struct Store {
+    db: DB,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.db.path().display())
+    }
+}
+
+fn synced() -> WriteOptions {
+    let mut w = WriteOptions::default();
+    w.set_sync(true);
+    w
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and checks its schema version.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_keep_log_file_num(4);
+        opts.set_max_open_files(256);
+        let cfs = COLUMN_FAMILIES.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("lock") || msg.contains("LOCK") {
+                StoreError::Locked(path.join("LOCK").display().to_string())
+            } else {
+                StoreError::Db(e)
+            }
+        })?;
+        let store = Store { db };
+        match store.schema_version()? {
+            None => store.put_meta(KEY_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?,
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::NewerSchema {
+                    path: path.display().to_string(),
+                    found: v,
+                    supported: SCHEMA_VERSION,
+                })
+            }
+            Some(_) => {} // Older schemas are migrated here when there are any.
+        }
+        Ok(store)
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        // Every name in COLUMN_FAMILIES is opened in `open`.
+        self.db.cf_handle(name).unwrap_or_else(|| unreachable!("column family {name} is always opened"))
+    }
+
+    fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.db.put_cf_opt(self.cf(CF_META), key, value, &synced())?;
+        Ok(())
+    }
+
+    /// The schema version on disk, if the store has one.
+    pub fn schema_version(&self) -> Result<Option<u32>, StoreError> {
+        match self.db.get_cf(self.cf(CF_META), KEY_SCHEMA)? {
+            None => Ok(None),
+            Some(v) => {
+                let b: [u8; 4] = v.as_slice().try_into().map_err(|_| StoreError::Corrupt("schema version".into()))?;
+                Ok(Some(u32::from_be_bytes(b)))
+            }
+        }
+    }
+
+    /// Overwrites the schema version (for migrations and their tests).
+    pub fn set_schema_version(&self, v: u32) -> Result<(), StoreError> {
+        self.put_meta(KEY_SCHEMA, &v.to_be_bytes())
+    }
+
+    /// The id of the identity this node speaks for, if one was created or restored.
+    pub fn own_identity(&self) -> Result<Option<IdentityId>, StoreError> {
+        match self.db.get_cf(self.cf(CF_META), KEY_OWN_ID)? {
+            None => Ok(None),
+            Some(v) => {
+                let b: [u8; 32] = v.as_slice().try_into().map_err(|_| StoreError::Corrupt("own identity id".into()))?;
+                Ok(Some(IdentityId(b)))
+            }
+        }
+    }
+
+    /// Records `log` as the node's own identity, atomically and synced.
+    pub fn set_own_identity(&self, id: &IdentityId, log: &KeyEventLog) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        self.log_into_batch(&mut batch, id, log)?;
+        batch.put_cf(self.cf(CF_META), KEY_OWN_ID, id.0);
+        self.db.write_opt(batch, &synced())?;
+        Ok(())
+    }
+
+    /// Stores (replacing) the key event log of `id`, atomically and synced.
+    pub fn put_log(&self, id: &IdentityId, log: &KeyEventLog) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        self.log_into_batch(&mut batch, id, log)?;
+        self.db.write_opt(batch, &synced())?;
+        Ok(())
+    }
+
+    fn log_into_batch(&self, batch: &mut WriteBatch, id: &IdentityId, log: &KeyEventLog) -> Result<(), StoreError> {
+        let cf = self.cf(CF_KEL);
+        let mut end = id.0.to_vec();
+        end.extend_from_slice(&[0xff; 5]);
+        batch.delete_range_cf(cf, id.0, end);
+        for (i, e) in log.events().iter().enumerate() {
+            batch.put_cf(cf, kel_key(id, i as u32), e.encode());
+        }
+        Ok(())
+    }
+
+    /// The stored key event log of `id` (not re-verified).
+    pub fn log(&self, id: &IdentityId) -> Result<Option<KeyEventLog>, StoreError> {
+        let cf = self.cf(CF_KEL);
+        let mut events = Vec::new();
+        for item in self.db.iterator_cf(cf, IteratorMode::From(&kel_key(id, 0), Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(&id.0) {
+                break;
+            }
+            events.push(SignedEvent::decode(&v)?);
+        }
+        Ok(if events.is_empty() { None } else { Some(KeyEventLog::new(events)) })
+    }
+}
+
+fn kel_key(id: &IdentityId, position: u32) -> [u8; 36] {
+    let mut k = [0u8; 36];
+    k[..32].copy_from_slice(&id.0);
+    k[32..].copy_from_slice(&position.to_be_bytes());
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_wallet::kel::establishment_chain;
+    use cairn_wallet::{MasterKey, SeedPhrase};
+
+    fn log_of(words: usize, rotations: u32) -> (IdentityId, KeyEventLog) {
+        let p = SeedPhrase::generate(words).unwrap();
+        let log = KeyEventLog::new(establishment_chain(&MasterKey::new(&p.to_seed("")), rotations).unwrap());
+        (log.verify().unwrap().id, log)
+    }
+
+    #[test]
+    fn logs_round_trip_and_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, la) = log_of(12, 3);
+        let (b, lb) = log_of(24, 1);
+        {
+            let s = Store::open(dir.path()).unwrap();
+            assert_eq!(s.own_identity().unwrap(), None);
+            s.set_own_identity(&a, &la).unwrap();
+            s.put_log(&b, &lb).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.own_identity().unwrap(), Some(a));
+        assert_eq!(s.log(&a).unwrap().unwrap(), la);
+        assert_eq!(s.log(&b).unwrap().unwrap(), lb);
+        // Replacing with a shorter log leaves no stale events behind.
+        let short = KeyEventLog::new(la.events()[..1].to_vec());
+        s.put_log(&a, &short).unwrap();
+        assert_eq!(s.log(&a).unwrap().unwrap(), short);
+        assert_eq!(s.log(&IdentityId([0; 32])).unwrap(), None);
+        assert_eq!(s.schema_version().unwrap(), Some(SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(dir.path()).unwrap().set_schema_version(SCHEMA_VERSION + 1).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1));
+        assert!(err.to_string().contains("upgrade cairn"));
+    }
+
+    #[test]
+    fn second_open_is_refused_while_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let _s = Store::open(dir.path()).unwrap();
+        assert!(matches!(Store::open(dir.path()).unwrap_err(), StoreError::Locked(_)));
+    }
+}

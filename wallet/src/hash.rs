@@ -1,0 +1,76 @@
+//! Tagged hashes (BIP340 style): `SHA256(SHA256(tag) || SHA256(tag) || msg)`.
+//!
+//! Every hash Cairn computes over structured data goes through a tag from
+//! [`tags`], so that a digest made for one purpose can never be replayed as
+//! another.
+
+use bitcoin::hashes::{sha256, Hash, HashEngine};
+
+/// The domain-separation tags used across Cairn. One place for each.
+pub mod tags {
+    /// Digest of an encoded key event (what signatures commit to).
+    pub const EVENT: &str = "cairn/kel/event/v1";
+    /// Identity id: hash of the encoded inception event.
+    pub const IDENTITY_ID: &str = "cairn/identity-id/v1";
+    /// Commitment to the next signing key (pre-rotation).
+    pub const NEXT_KEY: &str = "cairn/kel/next-key/v1";
+    /// Short human fingerprint of an identity id.
+    pub const FINGERPRINT: &str = "cairn/fingerprint/v1";
+    /// Pairwise safety number.
+    pub const SAFETY_NUMBER: &str = "cairn/safety-number/v1";
+    /// X25519 messaging secret from a BIP32 child key.
+    pub const MESSAGING_KEY: &str = "cairn/messaging-key/x25519/v1";
+    /// Ed25519 network (libp2p) secret from a BIP32 child key.
+    pub const NETWORK_KEY: &str = "cairn/network-key/ed25519/v1";
+    /// Integrity checksum of a keystore file.
+    pub const KEYSTORE_CHECKSUM: &str = "cairn/keystore/checksum/v1";
+}
+
+/// Computes the tagged hash of `parts` (concatenated) under `tag`.
+pub fn tagged_hash(tag: &str, parts: &[&[u8]]) -> [u8; 32] {
+    let tag_hash = sha256::Hash::hash(tag.as_bytes());
+    let mut engine = sha256::Hash::engine();
+    engine.input(tag_hash.as_byte_array());
+    engine.input(tag_hash.as_byte_array());
+    for part in parts {
+        engine.input(part);
+    }
+    sha256::Hash::from_engine(engine).to_byte_array()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_bip340_construction() {
+        // BIP340's own tag for challenges, checked against the generic construction
+        // done by hand.
+        let tag = "BIP0340/challenge";
+        let t = sha256::Hash::hash(tag.as_bytes()).to_byte_array();
+        let mut buf = Vec::new();
+        buf.extend_from_slice(&t);
+        buf.extend_from_slice(&t);
+        buf.extend_from_slice(b"abc");
+        assert_eq!(
+            tagged_hash(tag, &[b"a", b"bc"]),
+            sha256::Hash::hash(&buf).to_byte_array()
+        );
+    }
+
+    #[test]
+    fn tags_are_distinct() {
+        let all = [
+            tags::EVENT,
+            tags::IDENTITY_ID,
+            tags::NEXT_KEY,
+            tags::FINGERPRINT,
+            tags::SAFETY_NUMBER,
+            tags::MESSAGING_KEY,
+            tags::NETWORK_KEY,
+            tags::KEYSTORE_CHECKSUM,
+        ];
+        let set: std::collections::BTreeSet<_> = all.iter().collect();
+        assert_eq!(set.len(), all.len());
+    }
+}
