@@ -54,9 +54,13 @@ impl DataDir {
         self.keystore_dir().join("hot.cks")
     }
 
-    /// Creates the root and keystore directories (owner-only on Unix).
+    /// Creates the root and keystore directories. Directories created here, and
+    /// the keystore directory always, are owner-only on Unix; an existing root
+    /// (say, one the user chose) keeps its permissions.
     pub fn create(&self) -> std::io::Result<()> {
-        create_private_dir(&self.root)?;
+        if !self.root.exists() {
+            create_private_dir(&self.root)?;
+        }
         create_private_dir(&self.keystore_dir())
     }
 }
@@ -74,7 +78,10 @@ fn create_private_dir(p: &Path) -> std::io::Result<()> {
 /// Writes `bytes` to `path` atomically: a synced temporary file (owner-only on
 /// Unix) renamed over the target, then the directory synced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     {

@@ -31,7 +31,7 @@ enum Command {
     /// Create a new identity: shows a new seed phrase once and asks you to confirm it.
     Init {
         /// Number of words: 12 or 24.
-        #[arg(long, default_value_t = 12, value_parser = clap::builder::PossibleValuesParser::new(["12", "24"]).map(|s| s.parse::<usize>().unwrap_or(12)))]
+        #[arg(long, default_value_t = 12, value_parser = parse_word_count)]
         words: usize,
         /// Skip the confirmation of the words (for scripts).
         #[arg(long)]
@@ -79,6 +79,14 @@ enum LogCommand {
 enum KeystoreCommand {
     /// Unlock the keystore and check that its keys are this identity's.
     Check,
+}
+
+fn parse_word_count(s: &str) -> Result<usize, String> {
+    match s {
+        "12" => Ok(12),
+        "24" => Ok(24),
+        _ => Err(format!("a new seed phrase has 12 or 24 words, not {s:?}")),
+    }
 }
 
 fn main() -> ExitCode {

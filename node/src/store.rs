@@ -79,7 +79,7 @@ impl Store {
         let cfs = COLUMN_FAMILIES.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {
             let msg = e.to_string();
-            if msg.contains("lock") || msg.contains("LOCK") {
+            if msg.contains("/LOCK") || msg.contains("lock hold") {
                 StoreError::Locked(path.join("LOCK").display().to_string())
             } else {
                 StoreError::Db(e)
@@ -158,7 +158,7 @@ impl Store {
         let cf = self.cf(CF_KEL);
         let mut end = id.0.to_vec();
         end.extend_from_slice(&[0xff; 5]);
-        batch.delete_range_cf(cf, id.0, end);
+        batch.delete_range_cf(cf, &id.0[..], &end[..]);
         for (i, e) in log.events().iter().enumerate() {
             batch.put_cf(cf, kel_key(id, i as u32), e.encode());
         }

@@ -105,7 +105,12 @@ impl std::str::FromStr for IdentityId {
         }
         let bytes: Vec<u8> = checked.byte_iter().collect();
         let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| IdError::WrongLength(bytes.len()))?;
-        Ok(IdentityId(arr))
+        let id = IdentityId(arr);
+        // The 4 padding bits after 32 bytes must be zero: one id, one string.
+        if id.to_string() != s.to_lowercase() {
+            return Err(IdError::NotBech32m("non-zero padding bits".into()));
+        }
+        Ok(id)
     }
 }
 

@@ -57,7 +57,7 @@ impl KdfParams {
             return Err(KeystoreError::WeakParameters);
         }
         if self.m_cost_kib > hi.m_cost_kib || self.t_cost > hi.t_cost || self.parallelism > hi.parallelism {
-            return Err(KeystoreError::Damaged("KDF parameters out of range"));
+            return Err(KeystoreError::ExcessiveParameters);
         }
         Ok(())
     }
@@ -103,6 +103,9 @@ pub enum KeystoreError {
     /// KDF parameters weaker than the minimum.
     #[error("the keystore's key-derivation parameters are weaker than the minimum (64 MiB, 3 passes)")]
     WeakParameters,
+    /// KDF parameters above the accepted maximum (4 GiB, 64 passes, 16 lanes).
+    #[error("the keystore's key-derivation parameters exceed the maximum this version accepts (4 GiB, 64 passes, 16 lanes)")]
+    ExcessiveParameters,
     /// The file holds another kind of secret.
     #[error("the keystore file holds a {found:?} secret, not a {expected:?} secret")]
     WrongKind {
@@ -163,7 +166,7 @@ pub fn seal(kind: SecretKind, secret: &[u8], passphrase: &str, params: KdfParams
     out.extend_from_slice(salt);
     out.extend_from_slice(nonce);
     out.extend_from_slice(&ct_len.to_be_bytes());
-    let cipher = XChaCha20Poly1305::new(key.as_ref().into());
+    let cipher = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&key[..]));
     let ct = cipher
         .encrypt(XNonce::from_slice(nonce), Payload { msg: secret, aad: &out })
         .map_err(|_| KeystoreError::Kdf("encryption failed".into()))?;
@@ -203,7 +206,7 @@ pub fn open(file: &[u8], passphrase: &str, expected: SecretKind) -> Result<Zeroi
         return Err(KeystoreError::Damaged("length mismatch"));
     }
     let key = stretch(passphrase, salt, params)?;
-    let cipher = XChaCha20Poly1305::new(key.as_ref().into());
+    let cipher = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&key[..]));
     let plain = cipher
         .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: header })
         .map_err(|_| KeystoreError::WrongPassphrase)?;

@@ -35,6 +35,9 @@ pub enum WordsError {
     /// Only 12 or 24 words may be created.
     #[error("a new seed phrase has 12 or 24 words, not {0}")]
     UnsupportedNewCount(usize),
+    /// Entropy of a length BIP39 does not define.
+    #[error("BIP39 entropy is 16 to 32 bytes in steps of 4, not {0}")]
+    BadEntropyLength(usize),
     /// The operating system's random source failed.
     #[error("the operating system's random source failed: {0}")]
     Random(String),
@@ -81,14 +84,14 @@ impl SeedPhrase {
     /// The phrase for the given entropy (16–32 bytes, a multiple of 4).
     pub fn from_entropy(entropy: &[u8]) -> Result<Self, WordsError> {
         let mnemonic = Mnemonic::from_entropy_in(Language::English, entropy)
-            .map_err(|_| WordsError::WrongCount { found: entropy.len() * 3 / 4 })?;
+            .map_err(|_| WordsError::BadEntropyLength(entropy.len()))?;
         Ok(Self { mnemonic })
     }
 
     /// Parses typed words: NFKD-normalised, case-folded, any whitespace between words.
     pub fn parse(typed: &str) -> Result<Self, WordsError> {
-        let normalized: Zeroizing<String> =
-            Zeroizing::new(typed.nfkd().collect::<String>().to_lowercase());
+        let nfkd: Zeroizing<String> = Zeroizing::new(typed.nfkd().collect());
+        let normalized: Zeroizing<String> = Zeroizing::new(nfkd.to_lowercase());
         let words: Vec<&str> = normalized.split_whitespace().collect();
         let list = Language::English;
         for (i, w) in words.iter().enumerate() {
@@ -135,7 +138,10 @@ impl SeedPhrase {
     /// The 64-byte BIP39 seed for the optional passphrase (PBKDF2-HMAC-SHA512,
     /// 2048 rounds; the passphrase is NFKD-normalised).
     pub fn to_seed(&self, passphrase: &str) -> Seed {
-        Seed(Zeroizing::new(self.mnemonic.to_seed(passphrase)))
+        let mut raw = self.mnemonic.to_seed(passphrase);
+        let seed = Seed(Zeroizing::new(raw));
+        raw.zeroize();
+        seed
     }
 }
 

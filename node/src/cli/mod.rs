@@ -94,6 +94,10 @@ pub fn init(ctx: &Context, out: &Output, words: usize, yes: bool, with_bip39: bo
         }
     }
     if !yes {
+        if out.json {
+            // The JSON result comes after the confirmation; show the words on the terminal first.
+            eprintln!("Your seed phrase: {}", *phrase.phrase());
+        }
         secrets::confirm_words(&list)?;
     }
     let own = identity::create(&store, &ctx.dir, &phrase, &bip39, &pass, KdfParams::default())?;

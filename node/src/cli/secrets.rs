@@ -105,7 +105,8 @@ pub fn seed_words() -> Result<Zeroizing<String>> {
     if stdin.is_terminal() {
         return prompt("Seed phrase (words separated by spaces; input is hidden): ");
     }
-    let mut buf = Zeroizing::new(String::new());
+    // Pre-sized so that growing never leaves copies of the words in freed memory.
+    let mut buf = Zeroizing::new(String::with_capacity(MAX_WORDS_INPUT as usize + 1));
     stdin
         .lock()
         .take(MAX_WORDS_INPUT + 1)

@@ -162,6 +162,9 @@ pub enum BuildError {
     /// An empty mailbox address.
     #[error("a mailbox address cannot be empty")]
     EmptyMailbox,
+    /// A prekey that is not a canonical, non-zero X25519 key.
+    #[error("a prekey must be a canonical, non-zero X25519 public key")]
+    InvalidPrekey,
     /// Two equal items.
     #[error("an interaction event cannot repeat an item")]
     DuplicateItem,
@@ -232,12 +235,20 @@ impl Item {
     }
 }
 
+/// An X25519 public key must be canonical (little-endian u < 2^255 - 19, top
+/// bit clear: one key, one encoding) and not zero.
 fn check_x25519(key: &[u8; 32]) -> Result<(), DecodeError> {
     if key.iter().all(|b| *b == 0) {
-        Err(DecodeError::InvalidKey("all-zero X25519 key"))
-    } else {
-        Ok(())
+        return Err(DecodeError::InvalidKey("all-zero X25519 key"));
     }
+    if key[31] & 0x80 != 0 {
+        return Err(DecodeError::InvalidKey("X25519 key with the top bit set"));
+    }
+    let at_least_p = key[31] == 0x7f && key[1..31].iter().all(|b| *b == 0xff) && key[0] >= 0xed;
+    if at_least_p {
+        return Err(DecodeError::InvalidKey("X25519 key not reduced modulo 2^255-19"));
+    }
+    Ok(())
 }
 
 fn xonly(bytes: [u8; 32]) -> Result<XOnlyPublicKey, DecodeError> {
@@ -260,13 +271,11 @@ impl Interaction {
             return Err(BuildError::TooManyItems(items.len()));
         }
         for it in &items {
-            if let Item::Mailbox(v) = it {
-                if v.is_empty() {
-                    return Err(BuildError::EmptyMailbox);
-                }
-                if v.len() > MAX_MAILBOX_LEN {
-                    return Err(BuildError::MailboxTooLong(v.len()));
-                }
+            match it {
+                Item::Mailbox(v) if v.is_empty() => return Err(BuildError::EmptyMailbox),
+                Item::Mailbox(v) if v.len() > MAX_MAILBOX_LEN => return Err(BuildError::MailboxTooLong(v.len())),
+                Item::Prekey { key, .. } if check_x25519(key).is_err() => return Err(BuildError::InvalidPrekey),
+                _ => {}
             }
         }
         items.sort_by_cached_key(Item::encoded);

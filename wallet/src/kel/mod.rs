@@ -8,7 +8,7 @@
 //! * Interaction events hang off the establishment event of their rotation
 //!   index, numbered from 1, each naming the previous event of that rotation.
 //!
-//! See `docs/adr/0003-key-event-log.md` for why establishment events do not chain
+//! See `docs/adr/0002-establishment-chain.md` for why establishment events do not chain
 //! through interaction events.
 
 mod codec;

@@ -225,6 +225,10 @@ fn arb_item() -> impl Strategy<Value = Item> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 1..=MAX_MAILBOX_LEN).prop_map(Item::Mailbox),
         (any::<u32>(), any::<[u8; 32]>(), any::<u64>())
+            .prop_map(|(id, mut k, e)| {
+                k[31] &= 0x3f;
+                (id, k, e)
+            })
             .prop_filter("non-zero key", |(_, k, _)| k.iter().any(|b| *b != 0))
             .prop_map(|(id, key, expires)| Item::Prekey { id, key, expires }),
     ]
@@ -232,7 +236,13 @@ fn arb_item() -> impl Strategy<Value = Item> {
 
 fn arb_event() -> impl Strategy<Value = Event> {
     let key = any::<[u8; 32]>().prop_filter_map("valid key", |b| SigningKey::from_secret_bytes(&b).map(|k| k.public()));
-    let mkey = any::<[u8; 32]>().prop_filter("non-zero", |k| k.iter().any(|b| *b != 0)).prop_map(MessagingPublicKey);
+    let mkey = any::<[u8; 32]>()
+        .prop_map(|mut k| {
+            k[31] &= 0x3f; // canonical: top bit clear, below 2^255 - 19
+            k
+        })
+        .prop_filter("non-zero", |k| k.iter().any(|b| *b != 0))
+        .prop_map(MessagingPublicKey);
     prop_oneof![
         (key.clone(), any::<[u8; 32]>(), mkey.clone()).prop_map(|(signing_key, n, messaging_key)| Event::Inception(
             Inception { signing_key, next_key_digest: Digest(n), messaging_key }
