@@ -43,7 +43,11 @@ impl std::fmt::Display for Verdict {
 
 impl From<&LogError> for Verdict {
     fn from(e: &LogError) -> Self {
-        Verdict::Invalid { position: e.position, kind: e.kind, reason: e.fault.to_string() }
+        Verdict::Invalid {
+            position: e.position,
+            kind: e.kind,
+            reason: e.fault.to_string(),
+        }
     }
 }
 
@@ -53,7 +57,9 @@ impl From<&LogError> for Verdict {
 pub fn verify_without_chain(log: &KeyEventLog) -> Result<(LogState, Verdict), Verdict> {
     match log.verify() {
         Ok(state) => {
-            let v = Verdict::Unanchored { rotation_index: state.rotation_index() };
+            let v = Verdict::Unanchored {
+                rotation_index: state.rotation_index(),
+            };
             Ok((state, v))
         }
         Err(e) => Err(Verdict::from(&e)),
@@ -76,7 +82,14 @@ mod tests {
         let mut events = log.events().to_vec();
         events.remove(1);
         let bad = verify_without_chain(&KeyEventLog::new(events)).unwrap_err();
-        assert!(matches!(bad, Verdict::Invalid { position: 1, kind: "rotation", .. }));
+        assert!(matches!(
+            bad,
+            Verdict::Invalid {
+                position: 1,
+                kind: "rotation",
+                ..
+            }
+        ));
         assert!(bad.to_string().starts_with("invalid: event 1 (rotation)"));
     }
 }

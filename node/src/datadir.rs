@@ -82,7 +82,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     {
         let mut o = fs::OpenOptions::new();
@@ -116,9 +119,23 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(dd.seed_file()).unwrap().permissions().mode() & 0o777, 0o600);
-            assert_eq!(fs::metadata(dd.keystore_dir()).unwrap().permissions().mode() & 0o777, 0o700);
+            assert_eq!(
+                fs::metadata(dd.seed_file()).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            assert_eq!(
+                fs::metadata(dd.keystore_dir())
+                    .unwrap()
+                    .permissions()
+                    .mode()
+                    & 0o777,
+                0o700
+            );
         }
-        assert_eq!(fs::read_dir(dd.keystore_dir()).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            fs::read_dir(dd.keystore_dir()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
     }
 }

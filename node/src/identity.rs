@@ -26,7 +26,9 @@ pub enum IdentityError {
         new: IdentityId,
     },
     /// No identity yet.
-    #[error("no identity in {0}; create one with `cairn init` or restore one with `cairn restore`")]
+    #[error(
+        "no identity in {0}; create one with `cairn init` or restore one with `cairn restore`"
+    )]
     NoIdentity(String),
     /// The stored log does not verify.
     #[error("the stored key event log does not verify: {0}")]
@@ -72,7 +74,10 @@ pub struct OwnIdentity {
 
 /// Opens the store of `dir`, creating the directory if needed.
 pub fn open_store(dir: &DataDir) -> Result<Store, IdentityError> {
-    dir.create().map_err(io(format!("cannot create data directory {}", dir.root().display())))?;
+    dir.create().map_err(io(format!(
+        "cannot create data directory {}",
+        dir.root().display()
+    )))?;
     Ok(Store::open(&dir.store_path())?)
 }
 
@@ -102,12 +107,19 @@ pub fn create(
         return Err(if existing == state.id {
             IdentityError::AlreadyExists(existing)
         } else {
-            IdentityError::HoldsDifferentIdentity { existing, new: state.id }
+            IdentityError::HoldsDifferentIdentity {
+                existing,
+                new: state.id,
+            }
         });
     }
     let seed_file = keystore::seal(
         SecretKind::Seed,
-        &SeedSecrets { entropy: phrase.entropy(), seed }.encode(),
+        &SeedSecrets {
+            entropy: phrase.entropy(),
+            seed,
+        }
+        .encode(),
         keystore_passphrase,
         params,
     )?;
@@ -142,24 +154,46 @@ pub fn load(store: &Store, dir: &DataDir) -> Result<OwnIdentity, IdentityError> 
 fn read_keystore(path: &std::path::Path) -> Result<Vec<u8>, IdentityError> {
     fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => IdentityError::MissingKeystore(path.display().to_string()),
-        _ => IdentityError::Io { what: format!("cannot read {}", path.display()), source: e },
+        _ => IdentityError::Io {
+            what: format!("cannot read {}", path.display()),
+            source: e,
+        },
     })
 }
 
 /// Unlocks the hot keys and checks that they are the identity's current keys.
-pub fn unlock_hot(dir: &DataDir, own: &OwnIdentity, passphrase: &str) -> Result<HotKeys, IdentityError> {
-    let plain = keystore::open(&read_keystore(&dir.hot_file())?, passphrase, SecretKind::HotKeys)?;
+pub fn unlock_hot(
+    dir: &DataDir,
+    own: &OwnIdentity,
+    passphrase: &str,
+) -> Result<HotKeys, IdentityError> {
+    let plain = keystore::open(
+        &read_keystore(&dir.hot_file())?,
+        passphrase,
+        SecretKind::HotKeys,
+    )?;
     let hot = HotKeys::decode(&plain)?;
     let cur = own.state.current();
-    if hot.index != cur.index || hot.signing.public() != cur.signing_key || hot.messaging.public() != cur.messaging_key.0 {
+    if hot.index != cur.index
+        || hot.signing.public() != cur.signing_key
+        || hot.messaging.public() != cur.messaging_key.0
+    {
         return Err(IdentityError::KeysMismatch(own.state.id));
     }
     Ok(hot)
 }
 
 /// Unlocks the seed and checks that it gives this identity.
-pub fn unlock_seed(dir: &DataDir, own: &OwnIdentity, passphrase: &str) -> Result<SeedSecrets, IdentityError> {
-    let plain = keystore::open(&read_keystore(&dir.seed_file())?, passphrase, SecretKind::Seed)?;
+pub fn unlock_seed(
+    dir: &DataDir,
+    own: &OwnIdentity,
+    passphrase: &str,
+) -> Result<SeedSecrets, IdentityError> {
+    let plain = keystore::open(
+        &read_keystore(&dir.seed_file())?,
+        passphrase,
+        SecretKind::Seed,
+    )?;
     let secrets = SeedSecrets::decode(&plain)?;
     let master = MasterKey::new(&secrets.seed);
     let inception = establishment_event(&master, 0, None)?;

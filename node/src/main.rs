@@ -104,7 +104,11 @@ fn main() -> ExitCode {
 fn run(args: Cli, out: &cli::Output) -> anyhow::Result<()> {
     let ctx = cli::Context::new(args.data_dir, args.passphrase_file)?;
     match args.command {
-        Command::Init { words, yes, bip39_passphrase } => cli::init(&ctx, out, words, yes, bip39_passphrase),
+        Command::Init {
+            words,
+            yes,
+            bip39_passphrase,
+        } => cli::init(&ctx, out, words, yes, bip39_passphrase),
         Command::Restore { bip39_passphrase } => cli::restore(&ctx, out, bip39_passphrase),
         Command::Id => cli::show_id(&ctx, out),
         Command::SafetyNumber { id } => cli::safety_number(&ctx, out, &id),

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use cairn_wallet::kel::{DecodeError, KeyEventLog, SignedEvent};
 use cairn_wallet::IdentityId;
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 
 /// Schema version this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -76,7 +78,9 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(4);
         opts.set_max_open_files(256);
-        let cfs = COLUMN_FAMILIES.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
+        let cfs = COLUMN_FAMILIES
+            .iter()
+            .map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {
             let msg = e.to_string();
             if msg.contains("/LOCK") || msg.contains("lock hold") {
@@ -102,11 +106,14 @@ impl Store {
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         // Every name in COLUMN_FAMILIES is opened in `open`.
-        self.db.cf_handle(name).unwrap_or_else(|| unreachable!("column family {name} is always opened"))
+        self.db
+            .cf_handle(name)
+            .unwrap_or_else(|| unreachable!("column family {name} is always opened"))
     }
 
     fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.db.put_cf_opt(self.cf(CF_META), key, value, &synced())?;
+        self.db
+            .put_cf_opt(self.cf(CF_META), key, value, &synced())?;
         Ok(())
     }
 
@@ -115,7 +122,10 @@ impl Store {
         match self.db.get_cf(self.cf(CF_META), KEY_SCHEMA)? {
             None => Ok(None),
             Some(v) => {
-                let b: [u8; 4] = v.as_slice().try_into().map_err(|_| StoreError::Corrupt("schema version".into()))?;
+                let b: [u8; 4] = v
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("schema version".into()))?;
                 Ok(Some(u32::from_be_bytes(b)))
             }
         }
@@ -131,7 +141,10 @@ impl Store {
         match self.db.get_cf(self.cf(CF_META), KEY_OWN_ID)? {
             None => Ok(None),
             Some(v) => {
-                let b: [u8; 32] = v.as_slice().try_into().map_err(|_| StoreError::Corrupt("own identity id".into()))?;
+                let b: [u8; 32] = v
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("own identity id".into()))?;
                 Ok(Some(IdentityId(b)))
             }
         }
@@ -154,7 +167,12 @@ impl Store {
         Ok(())
     }
 
-    fn log_into_batch(&self, batch: &mut WriteBatch, id: &IdentityId, log: &KeyEventLog) -> Result<(), StoreError> {
+    fn log_into_batch(
+        &self,
+        batch: &mut WriteBatch,
+        id: &IdentityId,
+        log: &KeyEventLog,
+    ) -> Result<(), StoreError> {
         let cf = self.cf(CF_KEL);
         let mut end = id.0.to_vec();
         end.extend_from_slice(&[0xff; 5]);
@@ -169,14 +187,21 @@ impl Store {
     pub fn log(&self, id: &IdentityId) -> Result<Option<KeyEventLog>, StoreError> {
         let cf = self.cf(CF_KEL);
         let mut events = Vec::new();
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&kel_key(id, 0), Direction::Forward)) {
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&kel_key(id, 0), Direction::Forward))
+        {
             let (k, v) = item?;
             if !k.starts_with(&id.0) {
                 break;
             }
             events.push(SignedEvent::decode(&v)?);
         }
-        Ok(if events.is_empty() { None } else { Some(KeyEventLog::new(events)) })
+        Ok(if events.is_empty() {
+            None
+        } else {
+            Some(KeyEventLog::new(events))
+        })
     }
 }
 
@@ -195,7 +220,9 @@ mod tests {
 
     fn log_of(words: usize, rotations: u32) -> (IdentityId, KeyEventLog) {
         let p = SeedPhrase::generate(words).unwrap();
-        let log = KeyEventLog::new(establishment_chain(&MasterKey::new(&p.to_seed("")), rotations).unwrap());
+        let log = KeyEventLog::new(
+            establishment_chain(&MasterKey::new(&p.to_seed("")), rotations).unwrap(),
+        );
         (log.verify().unwrap().id, log)
     }
 
@@ -225,9 +252,14 @@ mod tests {
     #[test]
     fn newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        Store::open(dir.path()).unwrap().set_schema_version(SCHEMA_VERSION + 1).unwrap();
+        Store::open(dir.path())
+            .unwrap()
+            .set_schema_version(SCHEMA_VERSION + 1)
+            .unwrap();
         let err = Store::open(dir.path()).unwrap_err();
-        assert!(matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1));
+        assert!(
+            matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1)
+        );
         assert!(err.to_string().contains("upgrade cairn"));
     }
 
@@ -235,6 +267,9 @@ mod tests {
     fn second_open_is_refused_while_locked() {
         let dir = tempfile::tempdir().unwrap();
         let _s = Store::open(dir.path()).unwrap();
-        assert!(matches!(Store::open(dir.path()).unwrap_err(), StoreError::Locked(_)));
+        assert!(matches!(
+            Store::open(dir.path()).unwrap_err(),
+            StoreError::Locked(_)
+        ));
     }
 }

@@ -12,11 +12,15 @@ const PASS: &str = "correct horse battery";
 fn cairn(dir: &Path, args: &[&str], stdin: Option<&str>, pass: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
     cmd.arg("--data-dir").arg(dir).args(args);
-    cmd.env_remove("CAIRN_PASSPHRASE").env_remove("CAIRN_BIP39_PASSPHRASE").env_remove("CAIRN_DATA_DIR");
+    cmd.env_remove("CAIRN_PASSPHRASE")
+        .env_remove("CAIRN_BIP39_PASSPHRASE")
+        .env_remove("CAIRN_DATA_DIR");
     if let Some(p) = pass {
         cmd.env("CAIRN_PASSPHRASE", p);
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn cairn");
     {
         let mut si = child.stdin.take().expect("stdin");
@@ -38,7 +42,11 @@ fn ok_json(out: &Output) -> Value {
 }
 
 fn stderr(out: &Output) -> String {
-    assert!(!out.status.success(), "expected failure, got {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "expected failure, got {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -50,7 +58,12 @@ fn has_identity(dir: &Path) -> bool {
 fn init_then_restore_gives_the_same_identity() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    let created = ok_json(&cairn(&a, &["--json", "init", "--yes", "--words", "24"], None, Some(PASS)));
+    let created = ok_json(&cairn(
+        &a,
+        &["--json", "init", "--yes", "--words", "24"],
+        None,
+        Some(PASS),
+    ));
     let words = created["words"].as_str().unwrap().to_string();
     assert_eq!(words.split(' ').count(), 24);
     let id_a = ok_json(&cairn(&a, &["id", "--json"], None, None));
@@ -59,15 +72,30 @@ fn init_then_restore_gives_the_same_identity() {
 
     // Typed messily, restored into a fresh dir: the same identity, byte for byte.
     let messy = format!("  {}\n", words.to_uppercase().replace(' ', "   "));
-    ok_json(&cairn(&b, &["--json", "restore"], Some(&messy), Some("another passphrase")));
+    ok_json(&cairn(
+        &b,
+        &["--json", "restore"],
+        Some(&messy),
+        Some("another passphrase"),
+    ));
     let id_b = ok_json(&cairn(&b, &["id", "--json"], None, None));
     assert_eq!(id_a, id_b);
 
     // Restoring the same words again is harmless; other words are refused.
     let again = ok_json(&cairn(&b, &["--json", "restore"], Some(&words), Some(PASS)));
     assert_eq!(again["already_present"], true);
-    let other = ok_json(&cairn(&tmp.path().join("c"), &["--json", "init", "--yes"], None, Some(PASS)));
-    let err = stderr(&cairn(&b, &["restore"], Some(other["words"].as_str().unwrap()), Some(PASS)));
+    let other = ok_json(&cairn(
+        &tmp.path().join("c"),
+        &["--json", "init", "--yes"],
+        None,
+        Some(PASS),
+    ));
+    let err = stderr(&cairn(
+        &b,
+        &["restore"],
+        Some(other["words"].as_str().unwrap()),
+        Some(PASS),
+    ));
     assert!(err.contains("already holds a different identity"), "{err}");
     assert_eq!(ok_json(&cairn(&b, &["id", "--json"], None, None)), id_a);
 
@@ -75,14 +103,23 @@ fn init_then_restore_gives_the_same_identity() {
     let mut cmd_out = {
         let d = tmp.path().join("d");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        cmd.arg("--data-dir").arg(&d).args(["restore", "--bip39-passphrase"]);
-        cmd.env("CAIRN_PASSPHRASE", PASS).env("CAIRN_BIP39_PASSPHRASE", "extra words");
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.arg("--data-dir")
+            .arg(&d)
+            .args(["restore", "--bip39-passphrase"]);
+        cmd.env("CAIRN_PASSPHRASE", PASS)
+            .env("CAIRN_BIP39_PASSPHRASE", "extra words");
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut c = cmd.spawn().unwrap();
         c.stdin.take().unwrap().write_all(words.as_bytes()).unwrap();
         c.wait_with_output().unwrap()
     };
-    assert!(cmd_out.status.success(), "{}", String::from_utf8_lossy(&cmd_out.stderr));
+    assert!(
+        cmd_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cmd_out.stderr)
+    );
     let text = String::from_utf8(std::mem::take(&mut cmd_out.stdout)).unwrap();
     assert!(text.contains("Fingerprint"), "{text}");
     assert!(!text.contains(id_a["id"].as_str().unwrap()));
@@ -96,7 +133,10 @@ fn wrong_word_and_bad_checksum_have_their_own_errors_and_write_nothing() {
 
     let typo = good.replace("sausage", "sausge");
     let err = stderr(&cairn(&dir, &["restore"], Some(&typo), Some(PASS)));
-    assert!(err.contains("word 6") && err.contains("sausge") && err.contains("sausage"), "{err}");
+    assert!(
+        err.contains("word 6") && err.contains("sausge") && err.contains("sausage"),
+        "{err}"
+    );
     assert!(!has_identity(&dir));
 
     let checksum = good.replace("yellow", "year");
@@ -120,15 +160,36 @@ fn keystore_wrong_passphrase_and_damage_are_distinct_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("k");
     ok_json(&cairn(&dir, &["--json", "init", "--yes"], None, Some(PASS)));
-    ok_json(&cairn(&dir, &["--json", "keystore", "check"], None, Some(PASS)));
+    ok_json(&cairn(
+        &dir,
+        &["--json", "keystore", "check"],
+        None,
+        Some(PASS),
+    ));
 
-    let err = stderr(&cairn(&dir, &["keystore", "check"], None, Some("not the passphrase")));
+    let err = stderr(&cairn(
+        &dir,
+        &["keystore", "check"],
+        None,
+        Some("not the passphrase"),
+    ));
     assert!(err.contains("wrong passphrase"), "{err}");
 
     // Passphrase from a file works too.
     let pf = tmp.path().join("pass.txt");
     std::fs::write(&pf, format!("{PASS}\n")).unwrap();
-    ok_json(&cairn(&dir, &["--json", "--passphrase-file", pf.to_str().unwrap(), "keystore", "check"], None, None));
+    ok_json(&cairn(
+        &dir,
+        &[
+            "--json",
+            "--passphrase-file",
+            pf.to_str().unwrap(),
+            "keystore",
+            "check",
+        ],
+        None,
+        None,
+    ));
 
     // Flip one byte of the hot-key file.
     let hot = dir.join("keystore").join("hot.cks");
@@ -142,14 +203,24 @@ fn keystore_wrong_passphrase_and_damage_are_distinct_errors() {
 
     // No passphrase and no terminal: an error that says what to do.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    cmd.arg("--data-dir").arg(tmp.path().join("n")).args(["init", "--yes"]);
-    cmd.env_remove("CAIRN_PASSPHRASE").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("--data-dir")
+        .arg(tmp.path().join("n"))
+        .args(["init", "--yes"]);
+    cmd.env_remove("CAIRN_PASSPHRASE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let out = cmd.output().unwrap();
     if std::fs::File::open("/dev/tty").is_err() {
         assert!(stderr(&out).contains("CAIRN_PASSPHRASE"));
     }
     // A short new passphrase is refused before anything is shown.
-    let err = stderr(&cairn(&tmp.path().join("s"), &["init", "--yes"], None, Some("short")));
+    let err = stderr(&cairn(
+        &tmp.path().join("s"),
+        &["init", "--yes"],
+        None,
+        Some("short"),
+    ));
     assert!(err.contains("at least 8"), "{err}");
 }
 
@@ -159,11 +230,21 @@ fn log_export_and_verify() {
     let dir = tmp.path().join("l");
     let created = ok_json(&cairn(&dir, &["--json", "init", "--yes"], None, Some(PASS)));
     let file = tmp.path().join("alice.kel");
-    ok_json(&cairn(&dir, &["--json", "log", "export", file.to_str().unwrap()], None, None));
+    ok_json(&cairn(
+        &dir,
+        &["--json", "log", "export", file.to_str().unwrap()],
+        None,
+        None,
+    ));
 
     // Anyone can verify it, without a data dir of their own identity.
     let other = tmp.path().join("other");
-    let v = ok_json(&cairn(&other, &["--json", "log", "verify", file.to_str().unwrap()], None, None));
+    let v = ok_json(&cairn(
+        &other,
+        &["--json", "log", "verify", file.to_str().unwrap()],
+        None,
+        None,
+    ));
     assert_eq!(v["valid"], true);
     assert_eq!(v["id"], created["id"]);
     assert_eq!(v["log"]["events"][0]["kind"], "inception");
@@ -175,9 +256,17 @@ fn log_export_and_verify() {
     bytes[last] ^= 1;
     let bad = tmp.path().join("bad.kel");
     std::fs::write(&bad, &bytes).unwrap();
-    let out = cairn(&other, &["--json", "log", "verify", bad.to_str().unwrap()], None, None);
+    let out = cairn(
+        &other,
+        &["--json", "log", "verify", bad.to_str().unwrap()],
+        None,
+        None,
+    );
     let err = stderr(&out);
-    assert!(err.contains("event 0 (inception)") && err.contains("signature"), "{err}");
+    assert!(
+        err.contains("event 0 (inception)") && err.contains("signature"),
+        "{err}"
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], false);
     assert_eq!(v["verdict"]["position"], 0);
@@ -185,7 +274,12 @@ fn log_export_and_verify() {
 
     // Garbage is a decode error, not a panic.
     std::fs::write(&bad, b"CAIRNKEL\x01\xff\xff\xff\xff").unwrap();
-    let err = stderr(&cairn(&other, &["log", "verify", bad.to_str().unwrap()], None, None));
+    let err = stderr(&cairn(
+        &other,
+        &["log", "verify", bad.to_str().unwrap()],
+        None,
+        None,
+    ));
     assert!(err.contains("not a valid key event log"), "{err}");
 }
 
@@ -195,8 +289,18 @@ fn safety_number_is_the_same_on_both_sides() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let ia = ok_json(&cairn(&a, &["--json", "init", "--yes"], None, Some(PASS)));
     let ib = ok_json(&cairn(&b, &["--json", "init", "--yes"], None, Some(PASS)));
-    let na = ok_json(&cairn(&a, &["--json", "safety-number", ib["id"].as_str().unwrap()], None, None));
-    let nb = ok_json(&cairn(&b, &["--json", "safety-number", ia["id"].as_str().unwrap()], None, None));
+    let na = ok_json(&cairn(
+        &a,
+        &["--json", "safety-number", ib["id"].as_str().unwrap()],
+        None,
+        None,
+    ));
+    let nb = ok_json(&cairn(
+        &b,
+        &["--json", "safety-number", ia["id"].as_str().unwrap()],
+        None,
+        None,
+    ));
     assert_eq!(na["safety_number"], nb["safety_number"]);
     assert_eq!(na["safety_number"].as_str().unwrap().len(), 60);
     let err = stderr(&cairn(&a, &["safety-number", "cairn1notanid"], None, None));
@@ -210,7 +314,9 @@ fn store_of_a_newer_schema_is_refused() {
     ok_json(&cairn(&dir, &["--json", "init", "--yes"], None, Some(PASS)));
     {
         let store = cairn_node::Store::open(&dir.join("store")).unwrap();
-        store.set_schema_version(cairn_node::store::SCHEMA_VERSION + 1).unwrap();
+        store
+            .set_schema_version(cairn_node::store::SCHEMA_VERSION + 1)
+            .unwrap();
     }
     let err = stderr(&cairn(&dir, &["id"], None, None));
     assert!(err.contains("newer than this cairn understands"), "{err}");
@@ -220,7 +326,10 @@ fn store_of_a_newer_schema_is_refused() {
 fn id_without_identity_says_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
     let err = stderr(&cairn(&tmp.path().join("e"), &["id"], None, None));
-    assert!(err.contains("cairn init") && err.contains("cairn restore"), "{err}");
+    assert!(
+        err.contains("cairn init") && err.contains("cairn restore"),
+        "{err}"
+    );
     let out = cairn(&tmp.path().join("e"), &["--json", "id"], None, None);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["error"].as_str().unwrap().contains("no identity"));

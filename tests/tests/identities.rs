@@ -36,13 +36,17 @@ fn three_identities_swap_and_verify_logs() {
             assert_eq!(state.id, people[j].2.state.id);
             store.put_log(&state.id, &log).unwrap();
             // Pairwise safety numbers agree.
-            assert_eq!(own.state.id.safety_number(&state.id), state.id.safety_number(&own.state.id));
+            assert_eq!(
+                own.state.id.safety_number(&state.id),
+                state.id.safety_number(&own.state.id)
+            );
         }
     }
     // Ids are distinct, as are fingerprints.
     let ids: std::collections::BTreeSet<_> = people.iter().map(|p| p.2.state.id).collect();
     assert_eq!(ids.len(), 3);
-    let fps: std::collections::BTreeSet<_> = people.iter().map(|p| p.2.state.id.fingerprint()).collect();
+    let fps: std::collections::BTreeSet<_> =
+        people.iter().map(|p| p.2.state.id.fingerprint()).collect();
     assert_eq!(fps.len(), 3);
 
     // Restart: drop the stores and reopen; everything is still there.
@@ -68,18 +72,36 @@ fn three_identities_swap_and_verify_logs() {
         let store = identity::open_store(alice_dir).unwrap();
         let own = identity::load(&store, alice_dir).unwrap();
         let hot = identity::unlock_hot(alice_dir, &own, PASS).unwrap();
-        (own.log.encode(), hot.signing.public(), hot.messaging.public(), *hot.network)
+        (
+            own.log.encode(),
+            hot.signing.public(),
+            hot.messaging.public(),
+            *hot.network,
+        )
     };
     let fresh = DataDir::new(tmp.path().join("alice-new"));
     let store = identity::open_store(&fresh).unwrap();
     let typed = SeedPhrase::parse(&alice_words.phrase()).unwrap();
-    let own = identity::create(&store, &fresh, &typed, "", "a different passphrase", KdfParams::default()).unwrap();
+    let own = identity::create(
+        &store,
+        &fresh,
+        &typed,
+        "",
+        "a different passphrase",
+        KdfParams::default(),
+    )
+    .unwrap();
     let hot = identity::unlock_hot(&fresh, &own, "a different passphrase").unwrap();
     assert_eq!(own.log.encode(), original.0);
-    assert_eq!((hot.signing.public(), hot.messaging.public(), *hot.network), (original.1, original.2, original.3));
+    assert_eq!(
+        (hot.signing.public(), hot.messaging.public(), *hot.network),
+        (original.1, original.2, original.3)
+    );
     assert!(identity::unlock_seed(&fresh, &own, "a different passphrase").is_ok());
     assert!(matches!(
         identity::unlock_hot(&fresh, &own, PASS),
-        Err(identity::IdentityError::Keystore(cairn_wallet::keystore::KeystoreError::WrongPassphrase))
+        Err(identity::IdentityError::Keystore(
+            cairn_wallet::keystore::KeystoreError::WrongPassphrase
+        ))
     ));
 }

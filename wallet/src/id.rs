@@ -99,12 +99,16 @@ impl std::str::FromStr for IdentityId {
 
     fn from_str(s: &str) -> Result<Self, IdError> {
         let s = s.trim();
-        let checked = CheckedHrpstring::new::<Bech32m>(s).map_err(|e| IdError::NotBech32m(e.to_string()))?;
+        let checked =
+            CheckedHrpstring::new::<Bech32m>(s).map_err(|e| IdError::NotBech32m(e.to_string()))?;
         if checked.hrp().to_lowercase() != ID_HRP {
             return Err(IdError::WrongPrefix(checked.hrp().to_string()));
         }
         let bytes: Vec<u8> = checked.byte_iter().collect();
-        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| IdError::WrongLength(bytes.len()))?;
+        let arr: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| IdError::WrongLength(bytes.len()))?;
         let id = IdentityId(arr);
         // The 4 padding bits after 32 bytes must be zero: one id, one string.
         if id.to_string() != s.to_lowercase() {
@@ -158,14 +162,26 @@ mod tests {
         let mut bad = s.clone().into_bytes();
         let last = bad.len() - 1;
         bad[last] = if bad[last] == b'q' { b'p' } else { b'q' };
-        assert!(matches!(String::from_utf8(bad).unwrap().parse::<IdentityId>(), Err(IdError::NotBech32m(_))));
+        assert!(matches!(
+            String::from_utf8(bad).unwrap().parse::<IdentityId>(),
+            Err(IdError::NotBech32m(_))
+        ));
         // A bech32m string with another prefix.
-        let other = bitcoin::bech32::encode::<Bech32m>(Hrp::parse("bc").unwrap(), &[7u8; 32]).unwrap();
-        assert_eq!(other.parse::<IdentityId>(), Err(IdError::WrongPrefix("bc".into())));
-        let short = bitcoin::bech32::encode::<Bech32m>(Hrp::parse("cairn").unwrap(), &[7u8; 20]).unwrap();
+        let other =
+            bitcoin::bech32::encode::<Bech32m>(Hrp::parse("bc").unwrap(), &[7u8; 32]).unwrap();
+        assert_eq!(
+            other.parse::<IdentityId>(),
+            Err(IdError::WrongPrefix("bc".into()))
+        );
+        let short =
+            bitcoin::bech32::encode::<Bech32m>(Hrp::parse("cairn").unwrap(), &[7u8; 20]).unwrap();
         assert_eq!(short.parse::<IdentityId>(), Err(IdError::WrongLength(20)));
         // bech32 (not m) is refused.
-        let legacy = bitcoin::bech32::encode::<bitcoin::bech32::Bech32>(Hrp::parse("cairn").unwrap(), &[7u8; 32]).unwrap();
+        let legacy = bitcoin::bech32::encode::<bitcoin::bech32::Bech32>(
+            Hrp::parse("cairn").unwrap(),
+            &[7u8; 32],
+        )
+        .unwrap();
         assert!(legacy.parse::<IdentityId>().is_err());
     }
 

@@ -118,7 +118,10 @@ impl MasterKey {
     /// The identity signing key for rotation index `index`.
     pub fn signing_key(&self, index: u32) -> Result<SigningKey, KeyError> {
         let child = self.identity_child(BRANCH_SIGNING, index)?;
-        Ok(SigningKey(Keypair::from_secret_key(secp(), &child.0.private_key)))
+        Ok(SigningKey(Keypair::from_secret_key(
+            secp(),
+            &child.0.private_key,
+        )))
     }
 
     /// The X25519 messaging key for rotation index `index`.
@@ -133,7 +136,10 @@ impl MasterKey {
     pub fn network_secret(&self, device: u32) -> Result<Zeroizing<[u8; 32]>, KeyError> {
         let child = self.identity_child(BRANCH_NETWORK, device)?;
         let secret = Zeroizing::new(child.0.private_key.secret_bytes());
-        Ok(Zeroizing::new(tagged_hash(tags::NETWORK_KEY, &[&secret[..]])))
+        Ok(Zeroizing::new(tagged_hash(
+            tags::NETWORK_KEY,
+            &[&secret[..]],
+        )))
     }
 
     /// The BIP86 account path `m/86'/coin'/account'`.
@@ -142,7 +148,11 @@ impl MasterKey {
             CoinType::Mainnet => 0,
             CoinType::Test => 1,
         };
-        Ok(DerivationPath::from(vec![hardened(86)?, hardened(coin)?, hardened(account)?]))
+        Ok(DerivationPath::from(vec![
+            hardened(86)?,
+            hardened(coin)?,
+            hardened(account)?,
+        ]))
     }
 
     /// The extended public key of BIP86 account `account`.
@@ -183,12 +193,16 @@ pub fn parse_extended_key(s: &str) -> Result<ExtendedKey, KeyError> {
         if data[45] != 0 {
             return Err(bad("private key without its 0x00 prefix"));
         }
-        Xpriv::decode(&data).map(ExtendedKey::Private).map_err(|e| bad(&e.to_string()))
+        Xpriv::decode(&data)
+            .map(ExtendedKey::Private)
+            .map_err(|e| bad(&e.to_string()))
     } else {
         if !matches!(data[45], 2 | 3) {
             return Err(bad("public key prefix is not 02 or 03"));
         }
-        Xpub::decode(&data).map(ExtendedKey::Public).map_err(|e| bad(&e.to_string()))
+        Xpub::decode(&data)
+            .map(ExtendedKey::Public)
+            .map_err(|e| bad(&e.to_string()))
     }
 }
 
@@ -227,7 +241,9 @@ impl Drop for SigningKey {
 impl SigningKey {
     /// From 32 secret bytes (as kept in the keystore).
     pub fn from_secret_bytes(bytes: &[u8; 32]) -> Option<Self> {
-        Keypair::from_seckey_slice(secp(), bytes).ok().map(SigningKey)
+        Keypair::from_seckey_slice(secp(), bytes)
+            .ok()
+            .map(SigningKey)
     }
 
     /// The x-only public key.
@@ -304,7 +320,10 @@ mod tests {
 
     #[test]
     fn index_bound() {
-        assert_eq!(master().signing_key(MAX_INDEX + 1).unwrap_err(), KeyError::IndexTooLarge(MAX_INDEX + 1));
+        assert_eq!(
+            master().signing_key(MAX_INDEX + 1).unwrap_err(),
+            KeyError::IndexTooLarge(MAX_INDEX + 1)
+        );
         assert!(master().signing_key(MAX_INDEX).is_ok());
     }
 
@@ -315,6 +334,9 @@ mod tests {
         let again = SigningKey::from_secret_bytes(&k.secret_bytes()).unwrap();
         assert_eq!(again.public(), k.public());
         let mk = m.messaging_key(3).unwrap();
-        assert_eq!(MessagingKey::from_secret_bytes(*mk.secret_bytes()).public(), mk.public());
+        assert_eq!(
+            MessagingKey::from_secret_bytes(*mk.secret_bytes()).public(),
+            mk.public()
+        );
     }
 }

@@ -46,17 +46,31 @@ pub struct KdfParams {
 
 impl KdfParams {
     /// The minimum (and default): 64 MiB, 3 passes, 1 lane.
-    pub const MINIMUM: KdfParams = KdfParams { m_cost_kib: 64 * 1024, t_cost: 3, parallelism: 1 };
+    pub const MINIMUM: KdfParams = KdfParams {
+        m_cost_kib: 64 * 1024,
+        t_cost: 3,
+        parallelism: 1,
+    };
     /// Upper bounds accepted when reading a file (so a file cannot demand
     /// unbounded memory or time).
-    pub const MAXIMUM: KdfParams = KdfParams { m_cost_kib: 4 * 1024 * 1024, t_cost: 64, parallelism: 16 };
+    pub const MAXIMUM: KdfParams = KdfParams {
+        m_cost_kib: 4 * 1024 * 1024,
+        t_cost: 64,
+        parallelism: 16,
+    };
 
     fn check(&self) -> Result<(), KeystoreError> {
         let (lo, hi) = (Self::MINIMUM, Self::MAXIMUM);
-        if self.m_cost_kib < lo.m_cost_kib || self.t_cost < lo.t_cost || self.parallelism < lo.parallelism {
+        if self.m_cost_kib < lo.m_cost_kib
+            || self.t_cost < lo.t_cost
+            || self.parallelism < lo.parallelism
+        {
             return Err(KeystoreError::WeakParameters);
         }
-        if self.m_cost_kib > hi.m_cost_kib || self.t_cost > hi.t_cost || self.parallelism > hi.parallelism {
+        if self.m_cost_kib > hi.m_cost_kib
+            || self.t_cost > hi.t_cost
+            || self.parallelism > hi.parallelism
+        {
             return Err(KeystoreError::ExcessiveParameters);
         }
         Ok(())
@@ -101,7 +115,9 @@ pub enum KeystoreError {
     #[error("the keystore file has format version {0}, which this version of cairn cannot read; upgrade cairn")]
     UnknownVersion(u8),
     /// KDF parameters weaker than the minimum.
-    #[error("the keystore's key-derivation parameters are weaker than the minimum (64 MiB, 3 passes)")]
+    #[error(
+        "the keystore's key-derivation parameters are weaker than the minimum (64 MiB, 3 passes)"
+    )]
     WeakParameters,
     /// KDF parameters above the accepted maximum (4 GiB, 64 passes, 16 lanes).
     #[error("the keystore's key-derivation parameters exceed the maximum this version accepts (4 GiB, 64 passes, 16 lanes)")]
@@ -131,10 +147,19 @@ pub enum KeystoreError {
     Key(#[from] KeyError),
 }
 
-fn stretch(passphrase: &str, salt: &[u8], params: KdfParams) -> Result<Zeroizing<[u8; 32]>, KeystoreError> {
+fn stretch(
+    passphrase: &str,
+    salt: &[u8],
+    params: KdfParams,
+) -> Result<Zeroizing<[u8; 32]>, KeystoreError> {
     let normalized = Zeroizing::new(passphrase.nfkd().collect::<String>());
-    let p = Params::new(params.m_cost_kib, params.t_cost, params.parallelism, Some(32))
-        .map_err(|e| KeystoreError::Kdf(e.to_string()))?;
+    let p = Params::new(
+        params.m_cost_kib,
+        params.t_cost,
+        params.parallelism,
+        Some(32),
+    )
+    .map_err(|e| KeystoreError::Kdf(e.to_string()))?;
     let mut key = Zeroizing::new([0u8; 32]);
     Argon2::new(Algorithm::Argon2id, Version::V0x13, p)
         .hash_password_into(normalized.as_bytes(), salt, &mut key[..])
@@ -143,7 +168,12 @@ fn stretch(passphrase: &str, salt: &[u8], params: KdfParams) -> Result<Zeroizing
 }
 
 /// Encrypts `secret` under `passphrase` into a keystore file.
-pub fn seal(kind: SecretKind, secret: &[u8], passphrase: &str, params: KdfParams) -> Result<Vec<u8>, KeystoreError> {
+pub fn seal(
+    kind: SecretKind,
+    secret: &[u8],
+    passphrase: &str,
+    params: KdfParams,
+) -> Result<Vec<u8>, KeystoreError> {
     if passphrase.is_empty() {
         return Err(KeystoreError::EmptyPassphrase);
     }
@@ -168,7 +198,13 @@ pub fn seal(kind: SecretKind, secret: &[u8], passphrase: &str, params: KdfParams
     out.extend_from_slice(&ct_len.to_be_bytes());
     let cipher = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&key[..]));
     let ct = cipher
-        .encrypt(XNonce::from_slice(nonce), Payload { msg: secret, aad: &out })
+        .encrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: secret,
+                aad: &out,
+            },
+        )
         .map_err(|_| KeystoreError::Kdf("encryption failed".into()))?;
     out.extend_from_slice(&ct);
     let sum = tagged_hash(tags::KEYSTORE_CHECKSUM, &[&out]);
@@ -177,8 +213,14 @@ pub fn seal(kind: SecretKind, secret: &[u8], passphrase: &str, params: KdfParams
 }
 
 /// Decrypts a keystore file.
-pub fn open(file: &[u8], passphrase: &str, expected: SecretKind) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
-    if file.len() < HEADER_LEN + 16 + CHECKSUM_LEN || file.len() > HEADER_LEN + MAX_SECRET_LEN + 16 + CHECKSUM_LEN {
+pub fn open(
+    file: &[u8],
+    passphrase: &str,
+    expected: SecretKind,
+) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
+    if file.len() < HEADER_LEN + 16 + CHECKSUM_LEN
+        || file.len() > HEADER_LEN + MAX_SECRET_LEN + 16 + CHECKSUM_LEN
+    {
         return Err(KeystoreError::Damaged("wrong size"));
     }
     let (body, sum) = file.split_at(file.len() - CHECKSUM_LEN);
@@ -191,12 +233,17 @@ pub fn open(file: &[u8], passphrase: &str, expected: SecretKind) -> Result<Zeroi
     if body[8] != VERSION {
         return Err(KeystoreError::UnknownVersion(body[8]));
     }
-    let found = SecretKind::from_u8(body[9]).ok_or(KeystoreError::Damaged("unknown secret kind"))?;
+    let found =
+        SecretKind::from_u8(body[9]).ok_or(KeystoreError::Damaged("unknown secret kind"))?;
     if found != expected {
         return Err(KeystoreError::WrongKind { expected, found });
     }
     let u32_at = |i: usize| u32::from_be_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
-    let params = KdfParams { m_cost_kib: u32_at(10), t_cost: u32_at(14), parallelism: u32_at(18) };
+    let params = KdfParams {
+        m_cost_kib: u32_at(10),
+        t_cost: u32_at(14),
+        parallelism: u32_at(18),
+    };
     params.check()?;
     let salt = &body[22..22 + SALT_LEN];
     let nonce = &body[22 + SALT_LEN..22 + SALT_LEN + NONCE_LEN];
@@ -208,7 +255,13 @@ pub fn open(file: &[u8], passphrase: &str, expected: SecretKind) -> Result<Zeroi
     let key = stretch(passphrase, salt, params)?;
     let cipher = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&key[..]));
     let plain = cipher
-        .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: header })
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: ct,
+                aad: header,
+            },
+        )
         .map_err(|_| KeystoreError::WrongPassphrase)?;
     Ok(Zeroizing::new(plain))
 }
@@ -243,7 +296,10 @@ impl SeedSecrets {
         }
         let mut seed = Zeroizing::new([0u8; 64]);
         seed.copy_from_slice(&b[2 + n..]);
-        Ok(SeedSecrets { entropy: Zeroizing::new(b[2..2 + n].to_vec()), seed: Seed::from_bytes(*seed) })
+        Ok(SeedSecrets {
+            entropy: Zeroizing::new(b[2..2 + n].to_vec()),
+            seed: Seed::from_bytes(*seed),
+        })
     }
 }
 
@@ -262,7 +318,11 @@ pub struct HotKeys {
 
 impl std::fmt::Debug for HotKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HotKeys(index {}, {:?}, {:?})", self.index, self.signing, self.messaging)
+        write!(
+            f,
+            "HotKeys(index {}, {:?}, {:?})",
+            self.index, self.signing, self.messaging
+        )
     }
 }
 
@@ -296,12 +356,18 @@ impl HotKeys {
         let index = u32::from_be_bytes([b[1], b[2], b[3], b[4]]);
         let mut s = Zeroizing::new([0u8; 32]);
         s.copy_from_slice(&b[5..37]);
-        let signing = SigningKey::from_secret_bytes(&s).ok_or(KeystoreError::Malformed("signing key"))?;
+        let signing =
+            SigningKey::from_secret_bytes(&s).ok_or(KeystoreError::Malformed("signing key"))?;
         s.copy_from_slice(&b[37..69]);
         let messaging = MessagingKey::from_secret_bytes(*s);
         let mut network = Zeroizing::new([0u8; 32]);
         network.copy_from_slice(&b[69..101]);
-        Ok(HotKeys { index, signing, messaging, network })
+        Ok(HotKeys {
+            index,
+            signing,
+            messaging,
+            network,
+        })
     }
 }
 
@@ -312,9 +378,21 @@ mod tests {
     #[test]
     fn seal_open_round_trip_and_errors() {
         let secret = b"thirty-two bytes of secret......";
-        let file = seal(SecretKind::Seed, secret, "correct horse", KdfParams::default()).unwrap();
-        assert_eq!(&open(&file, "correct horse", SecretKind::Seed).unwrap()[..], secret);
-        assert_eq!(open(&file, "wrong horse", SecretKind::Seed).unwrap_err(), KeystoreError::WrongPassphrase);
+        let file = seal(
+            SecretKind::Seed,
+            secret,
+            "correct horse",
+            KdfParams::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            &open(&file, "correct horse", SecretKind::Seed).unwrap()[..],
+            secret
+        );
+        assert_eq!(
+            open(&file, "wrong horse", SecretKind::Seed).unwrap_err(),
+            KeystoreError::WrongPassphrase
+        );
         assert!(matches!(
             open(&file, "correct horse", SecretKind::HotKeys).unwrap_err(),
             KeystoreError::WrongKind { .. }
@@ -324,19 +402,40 @@ mod tests {
             let mut bad = file.clone();
             bad[i] ^= 0x01;
             assert!(
-                matches!(open(&bad, "correct horse", SecretKind::Seed), Err(KeystoreError::Damaged(_))),
+                matches!(
+                    open(&bad, "correct horse", SecretKind::Seed),
+                    Err(KeystoreError::Damaged(_))
+                ),
                 "byte {i}"
             );
         }
-        assert!(matches!(open(&file[..20], "x", SecretKind::Seed), Err(KeystoreError::Damaged(_))));
-        assert_eq!(seal(SecretKind::Seed, secret, "", KdfParams::default()).unwrap_err(), KeystoreError::EmptyPassphrase);
-        let weak = KdfParams { m_cost_kib: 1024, ..KdfParams::default() };
-        assert_eq!(seal(SecretKind::Seed, secret, "x", weak).unwrap_err(), KeystoreError::WeakParameters);
+        assert!(matches!(
+            open(&file[..20], "x", SecretKind::Seed),
+            Err(KeystoreError::Damaged(_))
+        ));
+        assert_eq!(
+            seal(SecretKind::Seed, secret, "", KdfParams::default()).unwrap_err(),
+            KeystoreError::EmptyPassphrase
+        );
+        let weak = KdfParams {
+            m_cost_kib: 1024,
+            ..KdfParams::default()
+        };
+        assert_eq!(
+            seal(SecretKind::Seed, secret, "x", weak).unwrap_err(),
+            KeystoreError::WeakParameters
+        );
     }
 
     #[test]
     fn ciphertext_tamper_with_fixed_checksum_is_rejected() {
-        let file = seal(SecretKind::HotKeys, b"abc", "pw-pw-pw", KdfParams::default()).unwrap();
+        let file = seal(
+            SecretKind::HotKeys,
+            b"abc",
+            "pw-pw-pw",
+            KdfParams::default(),
+        )
+        .unwrap();
         let mut bad = file.clone();
         let i = HEADER_LEN; // first ciphertext byte
         bad[i] ^= 0x80;
@@ -344,14 +443,20 @@ mod tests {
         let sum = tagged_hash(tags::KEYSTORE_CHECKSUM, &[&bad[..n]]);
         bad[n..].copy_from_slice(&sum);
         // Authenticated encryption still refuses it.
-        assert_eq!(open(&bad, "pw-pw-pw", SecretKind::HotKeys).unwrap_err(), KeystoreError::WrongPassphrase);
+        assert_eq!(
+            open(&bad, "pw-pw-pw", SecretKind::HotKeys).unwrap_err(),
+            KeystoreError::WrongPassphrase
+        );
     }
 
     #[test]
     fn secrets_records_round_trip() {
         let phrase = crate::seed::SeedPhrase::generate(12).unwrap();
         let seed = phrase.to_seed("");
-        let s = SeedSecrets { entropy: phrase.entropy(), seed: seed.clone() };
+        let s = SeedSecrets {
+            entropy: phrase.entropy(),
+            seed: seed.clone(),
+        };
         let back = SeedSecrets::decode(&s.encode()).unwrap();
         assert_eq!(back.seed.as_bytes(), seed.as_bytes());
         assert_eq!(back.entropy, phrase.entropy());

@@ -237,7 +237,11 @@ mod tests {
     fn unknown_word_names_position_and_suggests() {
         let typed = ABANDON.replacen("about", "abuot", 1);
         match SeedPhrase::parse(&typed).unwrap_err() {
-            WordsError::UnknownWord { position, word, suggestions } => {
+            WordsError::UnknownWord {
+                position,
+                word,
+                suggestions,
+            } => {
                 assert_eq!(position, 12);
                 assert_eq!(word, "abuot");
                 assert!(suggestions.contains(&"about"), "{suggestions:?}");
@@ -246,20 +250,27 @@ mod tests {
         }
         // A prefix of four letters is enough to suggest the word.
         assert_eq!(closest_words("abanx")[0], "abandon");
-        let msg = SeedPhrase::parse("abandon zzzzzzzz").unwrap_err().to_string();
+        let msg = SeedPhrase::parse("abandon zzzzzzzz")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("word 2"), "{msg}");
     }
 
     #[test]
     fn bad_checksum_and_count() {
         let typed = ABANDON.replacen("about", "abandon", 1);
-        assert_eq!(SeedPhrase::parse(&typed).unwrap_err(), WordsError::BadChecksum);
+        assert_eq!(
+            SeedPhrase::parse(&typed).unwrap_err(),
+            WordsError::BadChecksum
+        );
         let eleven: Vec<&str> = ABANDON.split(' ').take(11).collect();
         assert_eq!(
             SeedPhrase::parse(&eleven.join(" ")).unwrap_err(),
             WordsError::WrongCount { found: 11 }
         );
-        assert!(WordsError::WrongCount { found: 11 }.to_string().contains("12, 15, 18, 21 or 24"));
+        assert!(WordsError::WrongCount { found: 11 }
+            .to_string()
+            .contains("12, 15, 18, 21 or 24"));
     }
 
     #[test]

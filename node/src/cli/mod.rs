@@ -30,7 +30,10 @@ impl Context {
             None => DataDir::platform_default()
                 .context("this platform has no default data directory; pass --data-dir DIR")?,
         };
-        Ok(Context { dir, passphrase_file })
+        Ok(Context {
+            dir,
+            passphrase_file,
+        })
     }
 
     fn passphrase(&self, purpose: Purpose) -> Result<zeroize::Zeroizing<String>> {
@@ -79,17 +82,30 @@ fn identity_text(own: &OwnIdentity) -> String {
 pub fn init(ctx: &Context, out: &Output, words: usize, yes: bool, with_bip39: bool) -> Result<()> {
     let store = identity::open_store(&ctx.dir)?;
     if let Some(existing) = store.own_identity()? {
-        bail!("{} already holds identity {existing}; use another --data-dir", ctx.dir.root().display());
+        bail!(
+            "{} already holds identity {existing}; use another --data-dir",
+            ctx.dir.root().display()
+        );
     }
-    let bip39 = if with_bip39 { secrets::bip39_passphrase(Purpose::New)? } else { Default::default() };
+    let bip39 = if with_bip39 {
+        secrets::bip39_passphrase(Purpose::New)?
+    } else {
+        Default::default()
+    };
     let pass = ctx.passphrase(Purpose::New)?;
     let phrase = SeedPhrase::generate(words)?;
     let list = phrase.words();
     if !out.json {
         out.line("Your seed phrase. Write the words down, in order, and keep them offline.");
-        out.line("Anyone with these words is you; without them a lost device loses the identity.\n");
+        out.line(
+            "Anyone with these words is you; without them a lost device loses the identity.\n",
+        );
         for (i, chunk) in list.chunks(4).enumerate() {
-            let row: Vec<String> = chunk.iter().enumerate().map(|(j, w)| format!("{:>2}. {w:<10}", i * 4 + j + 1)).collect();
+            let row: Vec<String> = chunk
+                .iter()
+                .enumerate()
+                .map(|(j, w)| format!("{:>2}. {w:<10}", i * 4 + j + 1))
+                .collect();
             out.line(row.join(" ").trim_end());
         }
     }
@@ -100,13 +116,23 @@ pub fn init(ctx: &Context, out: &Output, words: usize, yes: bool, with_bip39: bo
         }
         secrets::confirm_words(&list)?;
     }
-    let own = identity::create(&store, &ctx.dir, &phrase, &bip39, &pass, KdfParams::default())?;
+    let own = identity::create(
+        &store,
+        &ctx.dir,
+        &phrase,
+        &bip39,
+        &pass,
+        KdfParams::default(),
+    )?;
     if out.json {
         let mut v = identity_json(&own);
         v["words"] = json!(*phrase.phrase());
         out.json(&v);
     } else {
-        out.line(&format!("\nCreated a new identity in {}.\n", ctx.dir.root().display()));
+        out.line(&format!(
+            "\nCreated a new identity in {}.\n",
+            ctx.dir.root().display()
+        ));
         out.line(&identity_text(&own));
     }
     Ok(())
@@ -116,7 +142,11 @@ pub fn init(ctx: &Context, out: &Output, words: usize, yes: bool, with_bip39: bo
 pub fn restore(ctx: &Context, out: &Output, with_bip39: bool) -> Result<()> {
     let typed = secrets::seed_words()?;
     let phrase = SeedPhrase::parse(&typed)?;
-    let bip39 = if with_bip39 { secrets::bip39_passphrase(Purpose::Existing)? } else { Default::default() };
+    let bip39 = if with_bip39 {
+        secrets::bip39_passphrase(Purpose::Existing)?
+    } else {
+        Default::default()
+    };
     let new_id = identity::preview(&phrase, &bip39)?;
     let store = identity::open_store(&ctx.dir)?;
     match store.own_identity()? {
@@ -127,25 +157,44 @@ pub fn restore(ctx: &Context, out: &Output, with_bip39: bool) -> Result<()> {
                 v["already_present"] = json!(true);
                 out.json(&v);
             } else {
-                out.line(&format!("{} already holds this identity; nothing to do.\n", ctx.dir.root().display()));
+                out.line(&format!(
+                    "{} already holds this identity; nothing to do.\n",
+                    ctx.dir.root().display()
+                ));
                 out.line(&identity_text(&own));
             }
             return Ok(());
         }
-        Some(existing) => return Err(IdentityError::HoldsDifferentIdentity { existing, new: new_id }.into()),
+        Some(existing) => {
+            return Err(IdentityError::HoldsDifferentIdentity {
+                existing,
+                new: new_id,
+            }
+            .into())
+        }
         None => {}
     }
     let pass = ctx.passphrase(Purpose::New)?;
-    let own = identity::create(&store, &ctx.dir, &phrase, &bip39, &pass, KdfParams::default())?;
+    let own = identity::create(
+        &store,
+        &ctx.dir,
+        &phrase,
+        &bip39,
+        &pass,
+        KdfParams::default(),
+    )?;
     if out.json {
         out.json(&identity_json(&own));
     } else {
-        out.line(&format!("Restored identity into {}.\n", ctx.dir.root().display()));
+        out.line(&format!(
+            "Restored identity into {}.\n",
+            ctx.dir.root().display()
+        ));
         out.line(&identity_text(&own));
         out.line(&format!(
-            "\nCheck the fingerprint {}: if it is not the one you know, the words{} differ from the ones you used.",
+            "\nCheck the fingerprint {}: if your identity had another one, these words{} are not the ones you created it with.",
             own.state.id.fingerprint(),
-            if with_bip39 { " or the BIP39 passphrase" } else { " (or a BIP39 passphrase you used then)" }
+            if with_bip39 { " or this BIP39 passphrase" } else { " (or the BIP39 passphrase you used then)" }
         ));
     }
     Ok(())
@@ -180,11 +229,18 @@ pub fn safety_number(ctx: &Context, out: &Output, other: &str) -> Result<()> {
 pub fn log_export(ctx: &Context, out: &Output, file: &Path) -> Result<()> {
     let (_store, own) = ctx.load()?;
     let bytes = own.log.encode();
-    cairn_node::datadir::write_atomic(file, &bytes).with_context(|| format!("cannot write {}", file.display()))?;
+    cairn_node::datadir::write_atomic(file, &bytes)
+        .with_context(|| format!("cannot write {}", file.display()))?;
     if out.json {
         out.json(&json!({ "id": own.state.id, "file": file, "events": own.state.len, "bytes": bytes.len() }));
     } else {
-        out.line(&format!("Wrote the key event log of {} ({} event(s), {} bytes) to {}.", own.state.id, own.state.len, bytes.len(), file.display()));
+        out.line(&format!(
+            "Wrote the key event log of {} ({} event(s), {} bytes) to {}.",
+            own.state.id,
+            own.state.len,
+            bytes.len(),
+            file.display()
+        ));
     }
     Ok(())
 }
@@ -192,12 +248,18 @@ pub fn log_export(ctx: &Context, out: &Output, file: &Path) -> Result<()> {
 /// `cairn log verify FILE`.
 pub fn log_verify(out: &Output, file: &Path) -> Result<()> {
     let max = (13 + MAX_LOG_EVENTS * (2 + MAX_EVENT_LEN)) as u64;
-    let len = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
+    let len = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
     if len > max {
-        bail!("{} is {len} bytes, larger than any valid key event log", file.display());
+        bail!(
+            "{} is {len} bytes, larger than any valid key event log",
+            file.display()
+        );
     }
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let log = KeyEventLog::decode(&bytes).with_context(|| format!("{} is not a valid key event log file", file.display()))?;
+    let log = KeyEventLog::decode(&bytes)
+        .with_context(|| format!("{} is not a valid key event log file", file.display()))?;
     match cairn_chain_anchor::verify_without_chain(&log) {
         Ok((state, verdict)) => {
             if out.json {
@@ -241,7 +303,10 @@ pub fn keystore_check(ctx: &Context, out: &Output) -> Result<()> {
     if out.json {
         out.json(&json!({ "id": own.state.id, "unlocked": true, "rotation_index": hot.index }));
     } else {
-        out.line(&format!("The keystore unlocks and its keys belong to {} (rotation {}).", own.state.id, hot.index));
+        out.line(&format!(
+            "The keystore unlocks and its keys belong to {} (rotation {}).",
+            own.state.id, hot.index
+        ));
     }
     Ok(())
 }

@@ -40,7 +40,8 @@ fn has_terminal() -> bool {
 pub fn keystore_passphrase(file: Option<&Path>, purpose: Purpose) -> Result<Zeroizing<String>> {
     let pass = if let Some(f) = file {
         let raw = Zeroizing::new(
-            std::fs::read_to_string(f).with_context(|| format!("cannot read passphrase file {}", f.display()))?,
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read passphrase file {}", f.display()))?,
         );
         Zeroizing::new(raw.lines().next().unwrap_or("").to_string())
     } else if let Ok(v) = std::env::var(ENV_PASSPHRASE) {
@@ -121,7 +122,9 @@ pub fn seed_words() -> Result<Zeroizing<String>> {
 /// Asks the person to type back the words at three random positions.
 pub fn confirm_words(words: &[&str]) -> Result<()> {
     if !has_terminal() {
-        bail!("confirming the words needs a terminal; pass --yes to skip the confirmation in scripts");
+        bail!(
+            "confirming the words needs a terminal; pass --yes to skip the confirmation in scripts"
+        );
     }
     let mut r = [0u8; 8];
     getrandom_positions(&mut r)?;
@@ -146,14 +149,21 @@ pub fn confirm_words(words: &[&str]) -> Result<()> {
             }
             tries += 1;
             if tries == 3 {
-                bail!("word #{} does not match; nothing was created. Run `cairn init` again", p + 1);
+                bail!(
+                    "word #{} does not match; nothing was created. Run `cairn init` again",
+                    p + 1
+                );
             }
-            eprintln!("That is not word #{}; look at your copy and try again.", p + 1);
+            eprintln!(
+                "That is not word #{}; look at your copy and try again.",
+                p + 1
+            );
         }
     }
     Ok(())
 }
 
 fn getrandom_positions(buf: &mut [u8]) -> Result<()> {
-    getrandom::getrandom(buf).map_err(|e| anyhow::anyhow!("the operating system's random source failed: {e}"))
+    getrandom::getrandom(buf)
+        .map_err(|e| anyhow::anyhow!("the operating system's random source failed: {e}"))
 }

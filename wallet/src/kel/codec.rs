@@ -24,9 +24,14 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.bytes.len()).ok_or(
-            DecodeError::Truncated { offset: self.pos, needed: n },
-        )?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.bytes.len())
+            .ok_or(DecodeError::Truncated {
+                offset: self.pos,
+                needed: n,
+            })?;
         let out = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(out)

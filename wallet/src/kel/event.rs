@@ -246,13 +246,16 @@ fn check_x25519(key: &[u8; 32]) -> Result<(), DecodeError> {
     }
     let at_least_p = key[31] == 0x7f && key[1..31].iter().all(|b| *b == 0xff) && key[0] >= 0xed;
     if at_least_p {
-        return Err(DecodeError::InvalidKey("X25519 key not reduced modulo 2^255-19"));
+        return Err(DecodeError::InvalidKey(
+            "X25519 key not reduced modulo 2^255-19",
+        ));
     }
     Ok(())
 }
 
 fn xonly(bytes: [u8; 32]) -> Result<XOnlyPublicKey, DecodeError> {
-    XOnlyPublicKey::from_slice(&bytes).map_err(|_| DecodeError::InvalidKey("signing key is not a curve point"))
+    XOnlyPublicKey::from_slice(&bytes)
+        .map_err(|_| DecodeError::InvalidKey("signing key is not a curve point"))
 }
 
 impl Interaction {
@@ -273,8 +276,12 @@ impl Interaction {
         for it in &items {
             match it {
                 Item::Mailbox(v) if v.is_empty() => return Err(BuildError::EmptyMailbox),
-                Item::Mailbox(v) if v.len() > MAX_MAILBOX_LEN => return Err(BuildError::MailboxTooLong(v.len())),
-                Item::Prekey { key, .. } if check_x25519(key).is_err() => return Err(BuildError::InvalidPrekey),
+                Item::Mailbox(v) if v.len() > MAX_MAILBOX_LEN => {
+                    return Err(BuildError::MailboxTooLong(v.len()))
+                }
+                Item::Prekey { key, .. } if check_x25519(key).is_err() => {
+                    return Err(BuildError::InvalidPrekey)
+                }
                 _ => {}
             }
         }
@@ -282,7 +289,13 @@ impl Interaction {
         if items.windows(2).any(|w| w[0] == w[1]) {
             return Err(BuildError::DuplicateItem);
         }
-        Ok(Interaction { index, seq, prev, timestamp, items })
+        Ok(Interaction {
+            index,
+            seq,
+            prev,
+            timestamp,
+            items,
+        })
     }
 }
 
@@ -363,7 +376,11 @@ impl Event {
                 let timestamp = r.u64()?;
                 let count = usize::from(r.u8()?);
                 if count > MAX_ITEMS {
-                    return Err(DecodeError::FieldTooLarge { field: "items", len: count, max: MAX_ITEMS });
+                    return Err(DecodeError::FieldTooLarge {
+                        field: "items",
+                        len: count,
+                        max: MAX_ITEMS,
+                    });
                 }
                 let mut items = Vec::with_capacity(count);
                 let mut last: Option<&[u8]> = None;
@@ -384,7 +401,13 @@ impl Event {
                     }
                     last = Some(cur);
                 }
-                Ok(Event::Interaction(Interaction { index, seq, prev, timestamp, items }))
+                Ok(Event::Interaction(Interaction {
+                    index,
+                    seq,
+                    prev,
+                    timestamp,
+                    items,
+                }))
             }
             k => Err(DecodeError::UnknownKind(k)),
         }
@@ -393,7 +416,10 @@ impl Event {
     /// Decodes one event (without signature); rejects trailing bytes.
     pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         if bytes.len() > MAX_EVENT_LEN {
-            return Err(DecodeError::TooLarge { len: bytes.len(), max: MAX_EVENT_LEN });
+            return Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: MAX_EVENT_LEN,
+            });
         }
         let mut r = Reader::new(bytes);
         let e = Self::decode_from(&mut r)?;
@@ -436,7 +462,12 @@ impl Event {
         let digest = Digest(tagged_hash(tags::EVENT, &[&encoded]));
         let msg = Message::from_digest(digest.0);
         let signature = secp().sign_schnorr_no_aux_rand(&msg, key.keypair());
-        Ok(SignedEvent { event: self, encoded, digest, signature })
+        Ok(SignedEvent {
+            event: self,
+            encoded,
+            digest,
+            signature,
+        })
     }
 }
 
@@ -484,17 +515,26 @@ impl SignedEvent {
     /// not verified: that needs the log (see [`super::KeyEventLog::verify`]).
     pub fn decode(bytes: &[u8]) -> Result<SignedEvent, DecodeError> {
         if bytes.len() > MAX_EVENT_LEN {
-            return Err(DecodeError::TooLarge { len: bytes.len(), max: MAX_EVENT_LEN });
+            return Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: MAX_EVENT_LEN,
+            });
         }
         let mut r = Reader::new(bytes);
         let event = Event::decode_from(&mut r)?;
         let end = r.position();
         let sig = r.array::<SIGNATURE_LEN>()?;
         r.finish()?;
-        let signature = Signature::from_slice(&sig).map_err(|_| DecodeError::InvalidSignatureEncoding)?;
+        let signature =
+            Signature::from_slice(&sig).map_err(|_| DecodeError::InvalidSignatureEncoding)?;
         let encoded = bytes[..end].to_vec();
         let digest = Digest(tagged_hash(tags::EVENT, &[&encoded]));
-        Ok(SignedEvent { event, encoded, digest, signature })
+        Ok(SignedEvent {
+            event,
+            encoded,
+            digest,
+            signature,
+        })
     }
 
     /// Checks the signature against `key`.

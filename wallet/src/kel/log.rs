@@ -73,15 +73,26 @@ impl KeyEventLog {
         }
         let count = r.u32()? as usize;
         if count > MAX_LOG_EVENTS {
-            return Err(DecodeError::FieldTooLarge { field: "event count", len: count, max: MAX_LOG_EVENTS });
+            return Err(DecodeError::FieldTooLarge {
+                field: "event count",
+                len: count,
+                max: MAX_LOG_EVENTS,
+            });
         }
         // Each event takes at least 2 + 2 + 64 bytes: do not trust `count` for allocation.
         let mut events = Vec::with_capacity(count.min(r.remaining() / 68));
         for index in 0..count {
-            let wrap = |e: DecodeError| DecodeError::InEvent { index, source: Box::new(e) };
+            let wrap = |e: DecodeError| DecodeError::InEvent {
+                index,
+                source: Box::new(e),
+            };
             let len = usize::from(r.u16().map_err(wrap)?);
             if len > MAX_EVENT_LEN {
-                return Err(wrap(DecodeError::FieldTooLarge { field: "event", len, max: MAX_EVENT_LEN }));
+                return Err(wrap(DecodeError::FieldTooLarge {
+                    field: "event",
+                    len,
+                    max: MAX_EVENT_LEN,
+                }));
             }
             let body = r.take(len).map_err(wrap)?;
             events.push(SignedEvent::decode(body).map_err(wrap)?);

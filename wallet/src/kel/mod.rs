@@ -19,8 +19,7 @@ mod view;
 
 pub use event::{
     next_key_digest, BuildError, Digest, Event, Inception, Interaction, Item, MessagingPublicKey,
-    Rotation, SignedEvent, EVENT_VERSION, MAX_EVENT_LEN, MAX_ITEMS, MAX_MAILBOX_LEN,
-    SIGNATURE_LEN,
+    Rotation, SignedEvent, EVENT_VERSION, MAX_EVENT_LEN, MAX_ITEMS, MAX_MAILBOX_LEN, SIGNATURE_LEN,
 };
 pub use log::{KeyEventLog, LOG_MAGIC, LOG_VERSION, MAX_LOG_EVENTS};
 pub use verify::{EstablishmentRef, LogError, LogFault, LogState, MAX_PREKEYS};

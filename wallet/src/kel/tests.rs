@@ -21,9 +21,14 @@ fn sample_log(m: &MasterKey, rotations: u32, per: u32) -> KeyEventLog {
         for seq in 1..=per {
             let items = vec![
                 Item::Mailbox(vec![seq as u8; 38]),
-                Item::Prekey { id: seq, key: [seq as u8 + 1; 32], expires: 1_900_000_000 },
+                Item::Prekey {
+                    id: seq,
+                    key: [seq as u8 + 1; 32],
+                    expires: 1_900_000_000,
+                },
             ];
-            let e = Interaction::new(k as u32, seq, prev, 1_800_000_000 + u64::from(seq), items).unwrap();
+            let e = Interaction::new(k as u32, seq, prev, 1_800_000_000 + u64::from(seq), items)
+                .unwrap();
             let s = Event::Interaction(e).sign(&key).unwrap();
             prev = s.digest();
             log.push(s);
@@ -36,9 +41,15 @@ fn sample_log(m: &MasterKey, rotations: u32, per: u32) -> KeyEventLog {
 fn establishment_events_are_deterministic_from_the_seed() {
     let a = establishment_chain(&master(), 3).unwrap();
     let b = establishment_chain(&master(), 3).unwrap();
-    assert_eq!(a.iter().map(SignedEvent::encode).collect::<Vec<_>>(), b.iter().map(SignedEvent::encode).collect::<Vec<_>>());
+    assert_eq!(
+        a.iter().map(SignedEvent::encode).collect::<Vec<_>>(),
+        b.iter().map(SignedEvent::encode).collect::<Vec<_>>()
+    );
     let other = MasterKey::new(&SeedPhrase::parse(WORDS).unwrap().to_seed("passphrase"));
-    assert_ne!(establishment_chain(&other, 0).unwrap()[0].encode(), a[0].encode());
+    assert_ne!(
+        establishment_chain(&other, 0).unwrap()[0].encode(),
+        a[0].encode()
+    );
 }
 
 #[test]
@@ -49,11 +60,17 @@ fn valid_log_verifies_and_reports_state() {
     assert_eq!(st.rotation_index(), 2);
     assert_eq!(st.establishment.len(), 3);
     assert_eq!(st.current().signing_key, m.signing_key(2).unwrap().public());
-    assert_eq!(st.current().messaging_key.0, m.messaging_key(2).unwrap().public());
+    assert_eq!(
+        st.current().messaging_key.0,
+        m.messaging_key(2).unwrap().public()
+    );
     assert_eq!(st.last_seq, 3);
     assert_eq!(st.mailboxes, vec![vec![3u8; 38]]);
     assert_eq!(st.prekeys.len(), 3);
-    assert_eq!(st.id, IdentityId::of_inception(log.events()[0].event_bytes()));
+    assert_eq!(
+        st.id,
+        IdentityId::of_inception(log.events()[0].event_bytes())
+    );
     assert_eq!(st.len, 12);
 }
 
@@ -102,19 +119,34 @@ fn decoder_rejects_malformed_input() {
     let inc = log.events()[0].encode();
     let mut trailing = inc.clone();
     trailing.push(0);
-    assert_eq!(SignedEvent::decode(&trailing), Err(DecodeError::TrailingBytes { count: 1 }));
+    assert_eq!(
+        SignedEvent::decode(&trailing),
+        Err(DecodeError::TrailingBytes { count: 1 })
+    );
     let mut v2 = inc.clone();
     v2[0] = 2;
-    assert_eq!(SignedEvent::decode(&v2), Err(DecodeError::UnknownVersion(2)));
+    assert_eq!(
+        SignedEvent::decode(&v2),
+        Err(DecodeError::UnknownVersion(2))
+    );
     let mut kind = inc.clone();
     kind[1] = 9;
     assert_eq!(SignedEvent::decode(&kind), Err(DecodeError::UnknownKind(9)));
-    assert!(matches!(SignedEvent::decode(&inc[..inc.len() - 1]), Err(DecodeError::Truncated { .. })));
-    assert!(matches!(SignedEvent::decode(&vec![1u8; MAX_EVENT_LEN + 1]), Err(DecodeError::TooLarge { .. })));
+    assert!(matches!(
+        SignedEvent::decode(&inc[..inc.len() - 1]),
+        Err(DecodeError::Truncated { .. })
+    ));
+    assert!(matches!(
+        SignedEvent::decode(&vec![1u8; MAX_EVENT_LEN + 1]),
+        Err(DecodeError::TooLarge { .. })
+    ));
     // An x-only key that is not on the curve (x = p - 1 has no square root... use all 0xff, > p).
     let mut badkey = inc.clone();
     badkey[2..34].copy_from_slice(&[0xff; 32]);
-    assert!(matches!(SignedEvent::decode(&badkey), Err(DecodeError::InvalidKey(_))));
+    assert!(matches!(
+        SignedEvent::decode(&badkey),
+        Err(DecodeError::InvalidKey(_))
+    ));
     // Interaction items out of order are non-canonical.
     let m = master();
     let key = m.signing_key(1).unwrap();
@@ -126,8 +158,17 @@ fn decoder_rejects_malformed_input() {
         items: vec![Item::Mailbox(vec![2]), Item::Mailbox(vec![1])],
     };
     let unsorted = Event::Interaction(int).sign(&key).unwrap().encode();
-    assert_eq!(SignedEvent::decode(&unsorted), Err(DecodeError::NonCanonical("items not in ascending order")));
-    let dup = Interaction::new(1, 1, Digest([0; 32]), 0, vec![Item::Mailbox(vec![1]), Item::Mailbox(vec![1])]);
+    assert_eq!(
+        SignedEvent::decode(&unsorted),
+        Err(DecodeError::NonCanonical("items not in ascending order"))
+    );
+    let dup = Interaction::new(
+        1,
+        1,
+        Digest([0; 32]),
+        0,
+        vec![Item::Mailbox(vec![1]), Item::Mailbox(vec![1])],
+    );
     assert_eq!(dup.unwrap_err(), BuildError::DuplicateItem);
     // Log file: bad magic, huge count, trailing bytes.
     let file = log.encode();
@@ -136,10 +177,16 @@ fn decoder_rejects_malformed_input() {
     assert_eq!(KeyEventLog::decode(&magic), Err(DecodeError::BadMagic));
     let mut count = file.clone();
     count[9..13].copy_from_slice(&u32::MAX.to_be_bytes());
-    assert!(matches!(KeyEventLog::decode(&count), Err(DecodeError::FieldTooLarge { .. })));
+    assert!(matches!(
+        KeyEventLog::decode(&count),
+        Err(DecodeError::FieldTooLarge { .. })
+    ));
     let mut extra = file.clone();
     extra.push(7);
-    assert_eq!(KeyEventLog::decode(&extra), Err(DecodeError::TrailingBytes { count: 1 }));
+    assert_eq!(
+        KeyEventLog::decode(&extra),
+        Err(DecodeError::TrailingBytes { count: 1 })
+    );
 }
 
 fn fault_at(log: &KeyEventLog) -> (usize, LogFault) {
@@ -155,11 +202,21 @@ fn verifier_names_first_failing_event() {
 
     // Pre-rotation: a rotation revealing a key that was not committed to.
     let rogue = SigningKey::from_secret_bytes(&[9u8; 32]).unwrap();
-    let Event::Rotation(r) = ev[2].event().clone() else { panic!() };
-    let forged = Event::Rotation(Rotation { signing_key: rogue.public(), ..r.clone() }).sign(&rogue).unwrap();
+    let Event::Rotation(r) = ev[2].event().clone() else {
+        panic!()
+    };
+    let forged = Event::Rotation(Rotation {
+        signing_key: rogue.public(),
+        ..r.clone()
+    })
+    .sign(&rogue)
+    .unwrap();
     let mut bad = ev.clone();
     bad[2] = forged;
-    assert_eq!(fault_at(&KeyEventLog::new(bad)), (2, LogFault::PreRotationMismatch { index: 0 }));
+    assert_eq!(
+        fault_at(&KeyEventLog::new(bad)),
+        (2, LogFault::PreRotationMismatch { index: 0 })
+    );
 
     // A rotation signed by the old (current) key instead of the revealed one.
     let old = m.signing_key(0).unwrap();
@@ -167,42 +224,85 @@ fn verifier_names_first_failing_event() {
     let _ = enc;
     let mut bad = ev.clone();
     bad[2] = resign_unchecked(ev[2].event(), &old);
-    assert_eq!(fault_at(&KeyEventLog::new(bad)), (2, LogFault::BadSignature { index: 1 }));
+    assert_eq!(
+        fault_at(&KeyEventLog::new(bad)),
+        (2, LogFault::BadSignature { index: 1 })
+    );
 
     // Broken hash chain.
     let mut bad = ev.clone();
     let k1 = m.signing_key(1).unwrap();
-    bad[2] = Event::Rotation(Rotation { prev: Digest([1; 32]), ..r.clone() }).sign(&k1).unwrap();
-    assert!(matches!(fault_at(&KeyEventLog::new(bad)), (2, LogFault::BrokenChain { .. })));
+    bad[2] = Event::Rotation(Rotation {
+        prev: Digest([1; 32]),
+        ..r.clone()
+    })
+    .sign(&k1)
+    .unwrap();
+    assert!(matches!(
+        fault_at(&KeyEventLog::new(bad)),
+        (2, LogFault::BrokenChain { .. })
+    ));
 
     // Skipped rotation index.
     let mut bad = ev.clone();
     bad.remove(2);
     bad.remove(2);
-    assert!(matches!(fault_at(&KeyEventLog::new(bad)), (2, LogFault::WrongIndex { expected: 1, found: 2 })));
+    assert!(matches!(
+        fault_at(&KeyEventLog::new(bad)),
+        (
+            2,
+            LogFault::WrongIndex {
+                expected: 1,
+                found: 2
+            }
+        )
+    ));
 
     // Interactions: wrong sequence, reordered, wrong signer.
     let mut bad = ev.clone();
     bad.swap(0, 1);
-    assert_eq!(fault_at(&KeyEventLog::new(bad)), (0, LogFault::NotInception("interaction")));
+    assert_eq!(
+        fault_at(&KeyEventLog::new(bad)),
+        (0, LogFault::NotInception("interaction"))
+    );
     let mut bad = ev.clone();
     bad.insert(2, ev[1].clone());
-    assert!(matches!(fault_at(&KeyEventLog::new(bad)), (2, LogFault::WrongSequence { expected: 2, found: 1 })));
+    assert!(matches!(
+        fault_at(&KeyEventLog::new(bad)),
+        (
+            2,
+            LogFault::WrongSequence {
+                expected: 2,
+                found: 1
+            }
+        )
+    ));
     let mut bad = ev.clone();
     bad[1] = resign_unchecked(ev[1].event(), &k1);
-    assert_eq!(fault_at(&KeyEventLog::new(bad)), (1, LogFault::BadSignature { index: 0 }));
+    assert_eq!(
+        fault_at(&KeyEventLog::new(bad)),
+        (1, LogFault::BadSignature { index: 0 })
+    );
     let mut bad = ev.clone();
     bad.push(ev[0].clone());
-    assert_eq!(fault_at(&KeyEventLog::new(bad)), (6, LogFault::UnexpectedInception));
+    assert_eq!(
+        fault_at(&KeyEventLog::new(bad)),
+        (6, LogFault::UnexpectedInception)
+    );
     assert_eq!(fault_at(&KeyEventLog::default()), (0, LogFault::Empty));
 
     // Time going backwards within a rotation.
     let k2 = m.signing_key(2).unwrap();
-    let Event::Interaction(i) = ev[5].event().clone() else { panic!() };
+    let Event::Interaction(i) = ev[5].event().clone() else {
+        panic!()
+    };
     let next = Interaction::new(2, 2, ev[5].digest(), i.timestamp - 1, vec![]).unwrap();
     let mut bad = ev.clone();
     bad.push(Event::Interaction(next).sign(&k2).unwrap());
-    assert!(matches!(fault_at(&KeyEventLog::new(bad)), (6, LogFault::TimeRegression { .. })));
+    assert!(matches!(
+        fault_at(&KeyEventLog::new(bad)),
+        (6, LogFault::TimeRegression { .. })
+    ));
 
     // The error message names the event.
     let mut bad = ev.clone();
@@ -235,7 +335,9 @@ fn arb_item() -> impl Strategy<Value = Item> {
 }
 
 fn arb_event() -> impl Strategy<Value = Event> {
-    let key = any::<[u8; 32]>().prop_filter_map("valid key", |b| SigningKey::from_secret_bytes(&b).map(|k| k.public()));
+    let key = any::<[u8; 32]>().prop_filter_map("valid key", |b| {
+        SigningKey::from_secret_bytes(&b).map(|k| k.public())
+    });
     let mkey = any::<[u8; 32]>()
         .prop_map(|mut k| {
             k[31] &= 0x3f; // canonical: top bit clear, below 2^255 - 19
@@ -244,14 +346,34 @@ fn arb_event() -> impl Strategy<Value = Event> {
         .prop_filter("non-zero", |k| k.iter().any(|b| *b != 0))
         .prop_map(MessagingPublicKey);
     prop_oneof![
-        (key.clone(), any::<[u8; 32]>(), mkey.clone()).prop_map(|(signing_key, n, messaging_key)| Event::Inception(
-            Inception { signing_key, next_key_digest: Digest(n), messaging_key }
-        )),
-        (1u32.., any::<[u8; 32]>(), key, any::<[u8; 32]>(), mkey).prop_map(|(index, p, signing_key, n, messaging_key)| {
-            Event::Rotation(Rotation { index, prev: Digest(p), signing_key, next_key_digest: Digest(n), messaging_key })
-        }),
-        (any::<u32>(), 1u32.., any::<[u8; 32]>(), any::<u64>(), proptest::collection::vec(arb_item(), 0..8))
-            .prop_filter_map("distinct items", |(index, seq, p, t, items)| Interaction::new(index, seq, Digest(p), t, items).ok())
+        (key.clone(), any::<[u8; 32]>(), mkey.clone()).prop_map(
+            |(signing_key, n, messaging_key)| Event::Inception(Inception {
+                signing_key,
+                next_key_digest: Digest(n),
+                messaging_key
+            })
+        ),
+        (1u32.., any::<[u8; 32]>(), key, any::<[u8; 32]>(), mkey).prop_map(
+            |(index, p, signing_key, n, messaging_key)| {
+                Event::Rotation(Rotation {
+                    index,
+                    prev: Digest(p),
+                    signing_key,
+                    next_key_digest: Digest(n),
+                    messaging_key,
+                })
+            }
+        ),
+        (
+            any::<u32>(),
+            1u32..,
+            any::<[u8; 32]>(),
+            any::<u64>(),
+            proptest::collection::vec(arb_item(), 0..8)
+        )
+            .prop_filter_map("distinct items", |(index, seq, p, t, items)| {
+                Interaction::new(index, seq, Digest(p), t, items).ok()
+            })
             .prop_map(Event::Interaction),
     ]
 }

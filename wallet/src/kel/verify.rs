@@ -4,7 +4,9 @@
 
 use bitcoin::secp256k1::XOnlyPublicKey;
 
-use super::{next_key_digest, Digest, Event, Item, KeyEventLog, MessagingPublicKey, MAX_LOG_EVENTS};
+use super::{
+    next_key_digest, Digest, Event, Item, KeyEventLog, MessagingPublicKey, MAX_LOG_EVENTS,
+};
 use crate::id::IdentityId;
 
 /// At most this many prekeys are kept from a log (the most recent ones).
@@ -56,7 +58,9 @@ pub enum LogFault {
         found: u32,
     },
     /// The revealed key does not match the digest committed before it.
-    #[error("the revealed signing key does not match the next-key digest committed by rotation {index}")]
+    #[error(
+        "the revealed signing key does not match the next-key digest committed by rotation {index}"
+    )]
     PreRotationMismatch {
         /// Rotation index whose commitment is broken.
         index: u32,
@@ -139,7 +143,11 @@ impl KeyEventLog {
     /// failing event and why.
     pub fn verify(&self) -> Result<LogState, LogError> {
         let events = self.events();
-        let log_fault = |fault| LogError { position: 0, kind: "log", fault };
+        let log_fault = |fault| LogError {
+            position: 0,
+            kind: "log",
+            fault,
+        };
         if events.is_empty() {
             return Err(log_fault(LogFault::Empty));
         }
@@ -182,13 +190,28 @@ impl KeyEventLog {
                 Event::Rotation(rot) => {
                     let expected = cur.index + 1;
                     if rot.index != expected {
-                        return Err(fail(position, LogFault::WrongIndex { expected, found: rot.index }));
+                        return Err(fail(
+                            position,
+                            LogFault::WrongIndex {
+                                expected,
+                                found: rot.index,
+                            },
+                        ));
                     }
                     if rot.prev != cur.digest {
-                        return Err(fail(position, LogFault::BrokenChain { expected: cur.digest, found: rot.prev }));
+                        return Err(fail(
+                            position,
+                            LogFault::BrokenChain {
+                                expected: cur.digest,
+                                found: rot.prev,
+                            },
+                        ));
                     }
                     if next_key_digest(&rot.signing_key) != cur.next_key_digest {
-                        return Err(fail(position, LogFault::PreRotationMismatch { index: cur.index }));
+                        return Err(fail(
+                            position,
+                            LogFault::PreRotationMismatch { index: cur.index },
+                        ));
                     }
                     if !signed.verify_signature(&rot.signing_key) {
                         return Err(fail(position, LogFault::BadSignature { index: rot.index }));
@@ -210,17 +233,41 @@ impl KeyEventLog {
                 }
                 Event::Interaction(int) => {
                     if int.index != cur.index {
-                        return Err(fail(position, LogFault::WrongIndex { expected: cur.index, found: int.index }));
+                        return Err(fail(
+                            position,
+                            LogFault::WrongIndex {
+                                expected: cur.index,
+                                found: int.index,
+                            },
+                        ));
                     }
                     let expected = state.last_seq.saturating_add(1);
                     if int.seq != expected {
-                        return Err(fail(position, LogFault::WrongSequence { expected, found: int.seq }));
+                        return Err(fail(
+                            position,
+                            LogFault::WrongSequence {
+                                expected,
+                                found: int.seq,
+                            },
+                        ));
                     }
                     if int.prev != state.last_digest {
-                        return Err(fail(position, LogFault::BrokenChain { expected: state.last_digest, found: int.prev }));
+                        return Err(fail(
+                            position,
+                            LogFault::BrokenChain {
+                                expected: state.last_digest,
+                                found: int.prev,
+                            },
+                        ));
                     }
                     if int.timestamp < state.last_timestamp {
-                        return Err(fail(position, LogFault::TimeRegression { previous: state.last_timestamp, found: int.timestamp }));
+                        return Err(fail(
+                            position,
+                            LogFault::TimeRegression {
+                                previous: state.last_timestamp,
+                                found: int.timestamp,
+                            },
+                        ));
                     }
                     if !signed.verify_signature(&cur.signing_key) {
                         return Err(fail(position, LogFault::BadSignature { index: cur.index }));

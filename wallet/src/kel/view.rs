@@ -108,7 +108,11 @@ impl From<&SignedEvent> for EventView {
                     .iter()
                     .map(|i| match i {
                         Item::Mailbox(p) => ItemView::Mailbox { peer: hex(p) },
-                        Item::Prekey { id, key, expires } => ItemView::Prekey { id: *id, key: Digest(*key), expires: *expires },
+                        Item::Prekey { id, key, expires } => ItemView::Prekey {
+                            id: *id,
+                            key: Digest(*key),
+                            expires: *expires,
+                        },
                     })
                     .collect();
             }
@@ -119,6 +123,8 @@ impl From<&SignedEvent> for EventView {
 
 impl From<&KeyEventLog> for LogView {
     fn from(l: &KeyEventLog) -> Self {
-        LogView { events: l.events().iter().map(EventView::from).collect() }
+        LogView {
+            events: l.events().iter().map(EventView::from).collect(),
+        }
     }
 }
