@@ -1,9 +1,22 @@
 //! Cairn's Bitcoin side: does a key event log's history stand on Bitcoin?
 //!
+//! * [`headers`]: the validated header chain (proof-of-work, retargets,
+//!   median-time-past, checkpoints, reorgs as changesets), sans I/O.
+//! * [`spv`]: BIP37 inclusion proofs checked against that chain.
+//! * [`network`]: per-network parameters.
+//!
 //! This crate turns a log into a verdict a person can act on. Today it knows
 //! the verdicts that need no chain (`Unanchored`, `Invalid`); the header chain,
 //! SPV proofs and seal checks of the chain-layer and anchoring work add the
 //! anchored verdicts (`Current`, `Pending`, `Stale`, `Reorged`) on the same type.
+
+pub mod headers;
+pub mod network;
+pub mod spv;
+
+pub use headers::{BlockStatus, ChainUpdate, HeaderChain, HeaderEntry, HeaderError};
+pub use network::{ChainNetwork, ChainParams};
+pub use spv::{verify_inclusion, Inclusion, SpvError};
 
 use cairn_wallet::kel::{KeyEventLog, LogError};
 use cairn_wallet::LogState;
