@@ -399,3 +399,66 @@ fn batch_size_is_bounded() {
         Err(HeaderError::BatchTooLarge { len: MAX_BATCH + 1 })
     );
 }
+
+/// Testnet4-style rules (min-difficulty blocks, BIP94) with regtest's cheap limit.
+fn testnet4_like() -> ChainParams {
+    let mut p = retargeting();
+    p.consensus.allow_min_difficulty_blocks = true;
+    p.enforce_bip94 = true;
+    p
+}
+
+#[test]
+fn min_difficulty_blocks_and_bip94() {
+    let params = testnet4_like();
+    let interval = params.interval();
+    let limit = params.consensus.max_attainable_target.to_compact_lossy();
+    let mut c = HeaderChain::new(params.clone());
+    c.connect(&extend(&c.tip().clone(), interval - 1, 3), NOW)
+        .unwrap();
+    let last = *c.tip();
+    let genesis = *c.at_height(0).unwrap();
+    // BIP94 retargets from the period's first block's bits.
+    let normal = retarget(
+        &params,
+        genesis.header.time,
+        genesis.header.bits,
+        last.header.time,
+        last.header.bits,
+    );
+    assert_ne!(normal, limit);
+
+    // BIP94 time-warp rule: the period's first block may not be more than 600 s before its parent.
+    let warped = mine(
+        last.hash,
+        last.header.time - BIP94_MAX_TIMEWARP - 1,
+        normal,
+        1,
+    );
+    assert!(matches!(
+        c.connect(&[warped], NOW),
+        Err(HeaderError::TimeWarp { .. })
+    ));
+    let boundary = mine(last.hash, last.header.time - BIP94_MAX_TIMEWARP, normal, 1);
+    c.connect(&[boundary], NOW).unwrap();
+
+    // More than 20 minutes after its parent, a block may use the limit...
+    let tip = *c.tip();
+    let slow = mine(tip.hash, tip.header.time + 1201, limit, 2);
+    c.connect(&[slow], NOW).unwrap();
+    // ...but the next block on time must go back to the period's real difficulty.
+    let tip = *c.tip();
+    let cheat = mine(tip.hash, tip.header.time + 600, limit, 3);
+    assert!(
+        matches!(c.connect(&[cheat], NOW), Err(HeaderError::BadDifficulty { expected, .. }) if expected == normal.to_consensus())
+    );
+    let honest = mine(tip.hash, tip.header.time + 600, normal, 3);
+    c.connect(&[honest], NOW).unwrap();
+    // And within 20 minutes the limit is not allowed.
+    let tip = *c.tip();
+    let early = mine(tip.hash, tip.header.time + 1200, limit, 4);
+    assert!(matches!(
+        c.connect(&[early], NOW),
+        Err(HeaderError::BadDifficulty { .. })
+    ));
+}

@@ -4,6 +4,9 @@
 
 use std::path::Path;
 
+use bitcoin::hashes::Hash as _;
+use cairn_chain_anchor::headers::{ChainUpdate, HeaderChain, HeaderEntry};
+use cairn_chain_anchor::ChainParams;
 use cairn_wallet::kel::{DecodeError, KeyEventLog, SignedEvent};
 use cairn_wallet::IdentityId;
 use rocksdb::{
@@ -17,11 +20,14 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const CF_META: &str = "meta";
 /// Column family of key event logs: `identity id (32) || position (u32 BE)` → signed event.
 pub const CF_KEL: &str = "kel";
+/// Column family of validated block headers: `block hash (32)` → [`HeaderEntry::encode`].
+pub const CF_HEADERS: &str = "headers";
 /// Every column family, in creation order.
-pub const COLUMN_FAMILIES: [&str; 2] = [CF_META, CF_KEL];
+pub const COLUMN_FAMILIES: [&str; 3] = [CF_META, CF_KEL, CF_HEADERS];
 
 const KEY_SCHEMA: &[u8] = b"schema_version";
 const KEY_OWN_ID: &[u8] = b"own_identity";
+const KEY_HEADER_TIP: &[u8] = b"header_tip";
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +211,53 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Persists what a [`HeaderChain::connect`] changed, with the new tip, in
+    /// one atomic batch (not synced: headers can be fetched again, and the
+    /// batch is all-or-nothing, so the stored tip always has its entries).
+    pub fn apply_chain_update(
+        &self,
+        update: &ChainUpdate,
+        tip: &bitcoin::BlockHash,
+    ) -> Result<(), StoreError> {
+        let cf = self.cf(CF_HEADERS);
+        let mut batch = WriteBatch::default();
+        for e in &update.added {
+            batch.put_cf(cf, e.hash.as_byte_array(), e.encode());
+        }
+        for h in &update.pruned {
+            batch.delete_cf(cf, h.as_byte_array());
+        }
+        batch.put_cf(self.cf(CF_META), KEY_HEADER_TIP, tip.as_byte_array());
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// The stored header chain of `params`' network (a fresh one if none is stored).
+    pub fn load_header_chain(&self, params: ChainParams) -> Result<HeaderChain, StoreError> {
+        let Some(tip) = self.db.get_cf(self.cf(CF_META), KEY_HEADER_TIP)? else {
+            return Ok(HeaderChain::new(params));
+        };
+        let tip: [u8; 32] = tip
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("header tip".into()))?;
+        let mut entries = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_HEADERS), IteratorMode::Start)
+        {
+            let (_, v) = item?;
+            entries.push(
+                HeaderEntry::decode(&v)
+                    .ok_or_else(|| StoreError::Corrupt("header entry".into()))?,
+            );
+        }
+        HeaderChain::restore(params, entries, bitcoin::BlockHash::from_byte_array(tip))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+}
+
 fn kel_key(id: &IdentityId, position: u32) -> [u8; 36] {
     let mut k = [0u8; 36];
     k[..32].copy_from_slice(&id.0);
@@ -247,6 +300,67 @@ mod tests {
         assert_eq!(s.log(&a).unwrap().unwrap(), short);
         assert_eq!(s.log(&IdentityId([0; 32])).unwrap(), None);
         assert_eq!(s.schema_version().unwrap(), Some(SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn header_chain_persists_across_restarts_and_reorgs() {
+        use bitcoin::block::{Header, Version};
+        use bitcoin::hashes::Hash as _;
+        use cairn_chain_anchor::ChainNetwork;
+        let params = ChainParams::new(ChainNetwork::Regtest);
+        let mine = |prev: bitcoin::BlockHash, time: u32, salt: u8| {
+            let mut h = Header {
+                version: Version::from_consensus(4),
+                prev_blockhash: prev,
+                merkle_root: bitcoin::TxMerkleNode::from_byte_array([salt; 32]),
+                time,
+                bits: bitcoin::CompactTarget::from_consensus(0x207f_ffff),
+                nonce: 0,
+            };
+            while !h.target().is_met_by(h.block_hash()) {
+                h.nonce += 1;
+            }
+            h
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let now = 2_000_000_000;
+        let (tip, side) = {
+            let store = Store::open(dir.path()).unwrap();
+            let mut chain = store.load_header_chain(params.clone()).unwrap();
+            assert_eq!(chain.height(), 0);
+            let mut prev = *chain.tip();
+            let mut main = Vec::new();
+            for i in 0..10u8 {
+                let h = mine(prev.hash, prev.header.time + 600, i);
+                main.push(h);
+                prev = cairn_chain_anchor::HeaderEntry {
+                    hash: h.block_hash(),
+                    header: h,
+                    ..prev
+                };
+            }
+            let u = chain.connect(&main, now).unwrap();
+            store.apply_chain_update(&u, &chain.tip().hash).unwrap();
+            // A reorg of depth 2.
+            let fork = *chain.at_height(8).unwrap();
+            let a = mine(fork.hash, fork.header.time + 601, 100);
+            let b = mine(a.block_hash(), a.time + 600, 101);
+            let c = mine(b.block_hash(), b.time + 600, 102);
+            let u = chain.connect(&[a, b, c], now).unwrap();
+            assert_eq!(u.disconnected.len(), 2);
+            store.apply_chain_update(&u, &chain.tip().hash).unwrap();
+            (*chain.tip(), u.disconnected)
+        };
+        let store = Store::open(dir.path()).unwrap();
+        let chain = store.load_header_chain(params).unwrap();
+        assert_eq!(*chain.tip(), tip);
+        assert_eq!(chain.height(), 11);
+        for (h, hash) in side {
+            assert_eq!(
+                chain.status(&hash),
+                cairn_chain_anchor::BlockStatus::SideBranch { height: h }
+            );
+        }
     }
 
     #[test]

@@ -253,6 +253,12 @@ fn check_x25519(key: &[u8; 32]) -> Result<(), DecodeError> {
     Ok(())
 }
 
+fn read_messaging_key(r: &mut Reader<'_>) -> Result<MessagingPublicKey, DecodeError> {
+    let k = r.array()?;
+    check_x25519(&k)?;
+    Ok(MessagingPublicKey(k))
+}
+
 fn xonly(bytes: [u8; 32]) -> Result<XOnlyPublicKey, DecodeError> {
     XOnlyPublicKey::from_slice(&bytes)
         .map_err(|_| DecodeError::InvalidKey("signing key is not a curve point"))
@@ -343,11 +349,7 @@ impl Event {
             KIND_INCEPTION => Ok(Event::Inception(Inception {
                 signing_key: xonly(r.array()?)?,
                 next_key_digest: Digest(r.array()?),
-                messaging_key: {
-                    let k = r.array()?;
-                    check_x25519(&k)?;
-                    MessagingPublicKey(k)
-                },
+                messaging_key: read_messaging_key(r)?,
             })),
             KIND_ROTATION => {
                 let index = r.u32()?;
@@ -359,11 +361,7 @@ impl Event {
                     prev: Digest(r.array()?),
                     signing_key: xonly(r.array()?)?,
                     next_key_digest: Digest(r.array()?),
-                    messaging_key: {
-                        let k = r.array()?;
-                        check_x25519(&k)?;
-                        MessagingPublicKey(k)
-                    },
+                    messaging_key: read_messaging_key(r)?,
                 }))
             }
             KIND_INTERACTION => {
