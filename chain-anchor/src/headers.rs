@@ -539,6 +539,8 @@ impl HeaderChain {
         }
         let params = &self.params;
         let p = &params.consensus;
+        let interval = params.interval();
+        let limit = p.max_attainable_target.to_compact_lossy();
         let mut ov = Overlay {
             chain: self,
             pending: Vec::new(),
@@ -595,7 +597,7 @@ impl HeaderChain {
                 });
             }
             if params.enforce_bip94
-                && height.is_multiple_of(params.interval())
+                && height.is_multiple_of(interval)
                 && h.time < parent.header.time.saturating_sub(BIP94_MAX_TIMEWARP)
             {
                 return Err(HeaderError::TimeWarp { index, hash });
@@ -633,8 +635,7 @@ impl HeaderChain {
                     });
                 }
             }
-            let limit = p.max_attainable_target.to_compact_lossy();
-            let last_normal_bits = if height.is_multiple_of(params.interval()) || h.bits != limit {
+            let last_normal_bits = if height.is_multiple_of(interval) || h.bits != limit {
                 h.bits
             } else {
                 parent.last_normal_bits
@@ -699,7 +700,9 @@ impl HeaderChain {
                 self.index.remove(&hash);
                 update.pruned.push(hash);
             }
-            update.added.retain(|e| !update.pruned.contains(&e.hash));
+            let pruned: std::collections::HashSet<BlockHash> =
+                update.pruned.iter().copied().collect();
+            update.added.retain(|e| !pruned.contains(&e.hash));
         } else {
             let depth = tip.height - fork.height;
             if depth > MAX_SIDE_DEPTH {
