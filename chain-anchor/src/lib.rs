@@ -4,6 +4,8 @@
 //!   median-time-past, checkpoints, reorgs as changesets), sans I/O.
 //! * [`spv`]: BIP37 inclusion proofs checked against that chain.
 //! * [`network`]: per-network parameters.
+//! * [`rpc`]: a Bitcoin Core JSON-RPC client; [`source`]: the chain-source
+//!   trait it implements; [`sync`]: the loop that pulls headers from a source.
 //!
 //! This crate turns a log into a verdict a person can act on. Today it knows
 //! the verdicts that need no chain (`Unanchored`, `Invalid`); the header chain,
@@ -12,11 +14,16 @@
 
 pub mod headers;
 pub mod network;
+pub mod rpc;
+pub mod source;
 pub mod spv;
+pub mod sync;
 
 pub use headers::{BlockStatus, ChainUpdate, HeaderChain, HeaderEntry, HeaderError};
 pub use network::{ChainNetwork, ChainParams};
+pub use source::{ChainSource, RpcSource, SourceError};
 pub use spv::{verify_inclusion, Inclusion, SpvError};
+pub use sync::{sync_headers, SyncEvent, SyncOutcome};
 
 use cairn_wallet::kel::{KeyEventLog, LogError};
 use cairn_wallet::LogState;

@@ -1,6 +1,8 @@
 //! The Cairn node: its data directory, RocksDB store and own identity. The
 //! `cairn` command line (in `main.rs`) is a thin layer over this library.
 
+pub mod chain;
+pub mod config;
 pub mod datadir;
 pub mod identity;
 pub mod store;

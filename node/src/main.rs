@@ -18,6 +18,9 @@ struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Log level on standard error: error, warn, info, debug or trace.
+    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    log_level: tracing::Level,
     /// Read the keystore passphrase from the first line of FILE (instead of
     /// CAIRN_PASSPHRASE or a prompt).
     #[arg(long, global = true, value_name = "FILE")]
@@ -59,6 +62,21 @@ enum Command {
     /// Check the keystore.
     #[command(subcommand)]
     Keystore(KeystoreCommand),
+    /// The Bitcoin header chain: status and sync from Bitcoin Core.
+    Chain {
+        #[command(flatten)]
+        bitcoin: cli::chain::BitcoinArgs,
+        #[command(subcommand)]
+        command: ChainCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChainCommand {
+    /// Network, tip, chain work, the source and how far behind it the node is.
+    Status,
+    /// Fetch and validate headers from the chain source up to its tip.
+    Sync,
 }
 
 #[derive(Subcommand)]
@@ -91,6 +109,11 @@ fn parse_word_count(s: &str) -> Result<usize, String> {
 
 fn main() -> ExitCode {
     let args = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
     let out = cli::Output { json: args.json };
     match run(args, &out) {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,5 +138,9 @@ fn run(args: Cli, out: &cli::Output) -> anyhow::Result<()> {
         Command::Log(LogCommand::Export { file }) => cli::log_export(&ctx, out, &file),
         Command::Log(LogCommand::Verify { file }) => cli::log_verify(out, &file),
         Command::Keystore(KeystoreCommand::Check) => cli::keystore_check(&ctx, out),
+        Command::Chain { bitcoin, command } => match command {
+            ChainCommand::Status => cli::chain::status(&ctx, out, &bitcoin),
+            ChainCommand::Sync => cli::chain::sync(&ctx, out, &bitcoin),
+        },
     }
 }
