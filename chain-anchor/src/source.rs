@@ -66,6 +66,7 @@ pub trait ChainSource {
 #[derive(Debug)]
 pub struct RpcSource {
     client: RpcClient,
+    user_agent: String,
 }
 
 impl RpcSource {
@@ -73,7 +74,8 @@ impl RpcSource {
     pub fn connect(config: RpcConfig) -> Result<Self, RpcError> {
         let client = RpcClient::new(config)?;
         client.check_network()?;
-        Ok(RpcSource { client })
+        let user_agent = client.user_agent()?;
+        Ok(RpcSource { client, user_agent })
     }
 
     /// The underlying client, for calls outside the trait.
@@ -89,7 +91,11 @@ impl RpcSource {
 
 impl ChainSource for RpcSource {
     fn describe(&self) -> String {
-        format!("Bitcoin Core RPC at {}", self.client.config().url)
+        format!(
+            "Bitcoin Core RPC at {} ({})",
+            self.client.config().url,
+            self.user_agent
+        )
     }
 
     fn tip(&self) -> Result<(u32, BlockHash), SourceError> {

@@ -491,6 +491,18 @@ impl RpcClient {
         Ok(info)
     }
 
+    /// `getnetworkinfo`'s `subversion`: the node's user agent, e.g. `/Satoshi:28.1.0/`.
+    pub fn user_agent(&self) -> Result<String, RpcError> {
+        let v = self.call("getnetworkinfo", json!([]))?;
+        v.get("subversion")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| RpcError::Malformed {
+                method: "getnetworkinfo".into(),
+                reason: "no subversion".into(),
+            })
+    }
+
     /// `getblockcount`.
     pub fn block_count(&self) -> Result<u32, RpcError> {
         from_json("getblockcount", self.call("getblockcount", json!([]))?)
