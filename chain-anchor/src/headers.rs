@@ -259,6 +259,8 @@ pub struct ChainUpdate {
     pub disconnected: Vec<(u32, BlockHash)>,
     /// Blocks that joined the best chain, from the fork point up.
     pub connected: Vec<(u32, BlockHash)>,
+    /// Side-branch blocks known before that joined the best chain.
+    pub revived: Vec<BlockHash>,
 }
 
 impl ChainUpdate {
@@ -271,9 +273,9 @@ impl ChainUpdate {
 /// Why stored entries cannot be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RestoreError {
-    /// The recorded tip is not among the entries.
-    #[error("the stored tip {0} is not among the stored headers")]
-    MissingTip(BlockHash),
+    /// No headers at all.
+    #[error("no stored headers")]
+    Empty,
     /// A best-chain entry's parent is missing.
     #[error("stored header {0} has no stored parent")]
     Broken(BlockHash),
@@ -283,12 +285,19 @@ pub enum RestoreError {
 }
 
 /// A validated header chain with its side branches.
+///
+/// The best chain is a vector by height with a hash → height index; side
+/// branches are kept apart (bounded), so lookups on the best chain need no
+/// hashing and a restart rebuilds the chain from headers in height order.
 #[derive(Debug, Clone)]
 pub struct HeaderChain {
     params: ChainParams,
-    index: HashMap<BlockHash, HeaderEntry>,
-    best: Vec<BlockHash>,
-    side: BTreeSet<(u32, BlockHash)>,
+    best: Vec<HeaderEntry>,
+    best_index: HashMap<BlockHash, u32>,
+    side: HashMap<BlockHash, HeaderEntry>,
+    side_order: BTreeSet<(u32, BlockHash)>,
+    /// The batch index of the last `connect`, kept (empty) so its memory is reused.
+    scratch: HashMap<BlockHash, usize>,
 }
 
 fn compact_in_range(bits: CompactTarget, limit: Target) -> bool {
@@ -304,23 +313,61 @@ fn compact_in_range(bits: CompactTarget, limit: Target) -> bool {
     !negative && !overflow && target != Target::ZERO && target <= limit
 }
 
+/// Where an entry lives while a batch is validated.
+#[derive(Debug, Clone, Copy)]
+enum Loc {
+    /// In the best chain at this height.
+    Best(u32),
+    /// In a side branch.
+    Side,
+    /// In the batch, at this position.
+    Pending(usize),
+}
+
 /// Lookups across the chain and a batch being validated.
 struct Overlay<'a> {
     chain: &'a HeaderChain,
-    pending: Vec<HeaderEntry>,
+    /// Validated entries of the batch and where their parents are.
+    pending: Vec<(HeaderEntry, Loc)>,
     pos: HashMap<BlockHash, usize>,
 }
 
 impl Overlay<'_> {
-    fn get(&self, hash: &BlockHash) -> Option<&HeaderEntry> {
-        match self.pos.get(hash) {
-            Some(i) => self.pending.get(*i),
-            None => self.chain.index.get(hash),
+    fn locate(&self, hash: &BlockHash) -> Option<(HeaderEntry, Loc)> {
+        if let Some(&h) = self.chain.best_index.get(hash) {
+            return Some((self.chain.best[h as usize], Loc::Best(h)));
+        }
+        if let Some(&i) = self.pos.get(hash) {
+            return Some((self.pending[i].0, Loc::Pending(i)));
+        }
+        self.chain.side.get(hash).map(|e| (*e, Loc::Side))
+    }
+
+    fn contains(&self, hash: &BlockHash) -> bool {
+        self.chain.best_index.contains_key(hash)
+            || self.pos.contains_key(hash)
+            || self.chain.side.contains_key(hash)
+    }
+
+    /// The parent of `e` (at `loc`).
+    fn parent(&self, e: &HeaderEntry, loc: Loc) -> Option<(HeaderEntry, Loc)> {
+        match loc {
+            Loc::Best(0) => None,
+            Loc::Best(h) => Some((self.chain.best[h as usize - 1], Loc::Best(h - 1))),
+            Loc::Pending(i) => {
+                let ploc = self.pending[i].1;
+                match ploc {
+                    Loc::Best(h) => Some((self.chain.best[h as usize], ploc)),
+                    Loc::Pending(j) => Some((self.pending[j].0, ploc)),
+                    Loc::Side => self.locate(&e.header.prev_blockhash),
+                }
+            }
+            Loc::Side => self.locate(&e.header.prev_blockhash),
         }
     }
 
-    fn ancestor(&self, from: &HeaderEntry, height: u32) -> Option<HeaderEntry> {
-        let mut cur = *from;
+    fn ancestor(&self, from: &HeaderEntry, loc: Loc, height: u32) -> Option<HeaderEntry> {
+        let (mut cur, mut loc) = (*from, loc);
         loop {
             if cur.height == height {
                 return Some(cur);
@@ -328,29 +375,40 @@ impl Overlay<'_> {
             if cur.height < height {
                 return None;
             }
-            if self.chain.is_best(&cur) {
-                return self.chain.at_height(height).copied();
+            if let Loc::Best(_) = loc {
+                return self.chain.best.get(height as usize).copied();
             }
-            cur = *self.get(&cur.header.prev_blockhash)?;
+            (cur, loc) = self.parent(&cur, loc)?;
         }
     }
 
-    fn median_time_past(&self, parent: &HeaderEntry) -> u32 {
-        let mut times = Vec::with_capacity(MEDIAN_TIME_SPAN);
-        let mut cur = Some(*parent);
-        while let Some(e) = cur {
-            times.push(e.header.time);
-            if times.len() == MEDIAN_TIME_SPAN || e.height == 0 {
-                break;
+    fn median_time_past(&self, parent: &HeaderEntry, loc: Loc) -> u32 {
+        let mut times = [0u32; MEDIAN_TIME_SPAN];
+        let mut n = 0;
+        if let Loc::Best(h) = loc {
+            let from = (h as usize + 1).saturating_sub(MEDIAN_TIME_SPAN);
+            for e in &self.chain.best[from..=h as usize] {
+                times[n] = e.header.time;
+                n += 1;
             }
-            cur = self.get(&e.header.prev_blockhash).copied();
+        } else {
+            let mut cur = Some((*parent, loc));
+            while let Some((e, l)) = cur {
+                times[n] = e.header.time;
+                n += 1;
+                if n == MEDIAN_TIME_SPAN {
+                    break;
+                }
+                cur = self.parent(&e, l);
+            }
         }
+        let times = &mut times[..n];
         times.sort_unstable();
-        times[times.len() / 2]
+        times[n / 2]
     }
 
     /// The bits a child of `parent` with time `time` must have (Core's `GetNextWorkRequired`).
-    fn required_bits(&self, parent: &HeaderEntry, time: u32) -> CompactTarget {
+    fn required_bits(&self, parent: &HeaderEntry, loc: Loc, time: u32) -> CompactTarget {
         let params = &self.chain.params;
         let p = &params.consensus;
         let interval = params.interval();
@@ -368,7 +426,7 @@ impl Overlay<'_> {
             return parent.header.bits;
         }
         let first = self
-            .ancestor(parent, parent.height + 1 - interval)
+            .ancestor(parent, loc, parent.height + 1 - interval)
             .unwrap_or_else(|| unreachable!("every stored header links back to genesis"));
         retarget(
             params,
@@ -377,6 +435,23 @@ impl Overlay<'_> {
             parent.header.time,
             parent.header.bits,
         )
+    }
+}
+
+/// Work of a target, remembering the last bits seen (consecutive headers
+/// almost always share them, and the division is the costly part).
+struct WorkCache(Option<(CompactTarget, Work)>);
+
+impl WorkCache {
+    fn work(&mut self, bits: CompactTarget) -> Work {
+        match self.0 {
+            Some((b, w)) if b == bits => w,
+            _ => {
+                let w = Target::from_compact(bits).to_work();
+                self.0 = Some((bits, w));
+                w
+            }
+        }
     }
 }
 
@@ -415,57 +490,82 @@ impl HeaderChain {
             chain_work: g.work(),
             last_normal_bits: g.bits,
         };
-        let mut index = HashMap::new();
-        index.insert(genesis.hash, genesis);
+        let mut best_index = HashMap::new();
+        best_index.insert(genesis.hash, 0);
         HeaderChain {
             params,
-            index,
-            best: vec![genesis.hash],
-            side: BTreeSet::new(),
+            best: vec![genesis],
+            best_index,
+            side: HashMap::new(),
+            side_order: BTreeSet::new(),
+            scratch: HashMap::new(),
         }
     }
 
-    /// Rebuilds a chain from stored entries and its recorded tip, without
-    /// re-validating (they were validated before they were stored).
+    /// Rebuilds a chain from stored records without re-validating them (they
+    /// were validated before they were stored): the best chain's headers in
+    /// height order from genesis, and the side-branch entries. Hashes, chain
+    /// work and links are recomputed, so damaged records are detected.
     pub fn restore(
         params: ChainParams,
-        entries: impl IntoIterator<Item = HeaderEntry>,
-        tip: BlockHash,
+        best: impl IntoIterator<Item = Header>,
+        side: impl IntoIterator<Item = HeaderEntry>,
     ) -> Result<Self, RestoreError> {
         let mut chain = HeaderChain::new(params);
-        for e in entries {
-            chain.index.insert(e.hash, e);
+        let mut best = best.into_iter();
+        match best.next() {
+            Some(g) if g == chain.params.genesis => {}
+            Some(_) => return Err(RestoreError::WrongGenesis),
+            None => return Err(RestoreError::Empty),
         }
-        let mut cur = *chain.index.get(&tip).ok_or(RestoreError::MissingTip(tip))?;
-        let mut best = vec![
-            BlockHash::from_raw_hash(bitcoin::hashes::Hash::all_zeros());
-            cur.height as usize + 1
-        ];
-        loop {
-            best[cur.height as usize] = cur.hash;
-            if cur.height == 0 {
-                break;
+        let interval = chain.params.interval();
+        let limit = chain
+            .params
+            .consensus
+            .max_attainable_target
+            .to_compact_lossy();
+        let mut works = WorkCache(None);
+        for header in best {
+            let parent = chain.best[chain.best.len() - 1];
+            let hash = header.block_hash();
+            if header.prev_blockhash != parent.hash {
+                return Err(RestoreError::Broken(hash));
             }
-            let parent = *chain
-                .index
-                .get(&cur.header.prev_blockhash)
-                .ok_or(RestoreError::Broken(cur.hash))?;
-            if parent.height + 1 != cur.height {
-                return Err(RestoreError::Broken(cur.hash));
+            let height = parent.height + 1;
+            let entry = HeaderEntry {
+                header,
+                hash,
+                height,
+                chain_work: parent.chain_work + works.work(header.bits),
+                last_normal_bits: if height.is_multiple_of(interval) || header.bits != limit {
+                    header.bits
+                } else {
+                    parent.last_normal_bits
+                },
+            };
+            chain.best_index.insert(hash, height);
+            chain.best.push(entry);
+        }
+        for e in side {
+            if chain.best_index.contains_key(&e.hash) {
+                continue;
             }
-            cur = parent;
+            chain.side_order.insert((e.height, e.hash));
+            chain.side.insert(e.hash, e);
         }
-        if best[0] != chain.params.genesis_hash() {
-            return Err(RestoreError::WrongGenesis);
+        // Every side entry must link to a known header one height below.
+        for e in chain.side.values() {
+            let parent_height = match chain.best_index.get(&e.header.prev_blockhash) {
+                Some(h) => *h,
+                None => match chain.side.get(&e.header.prev_blockhash) {
+                    Some(p) => p.height,
+                    None => return Err(RestoreError::Broken(e.hash)),
+                },
+            };
+            if parent_height + 1 != e.height {
+                return Err(RestoreError::Broken(e.hash));
+            }
         }
-        chain.best = best;
-        let side: BTreeSet<(u32, BlockHash)> = chain
-            .index
-            .values()
-            .filter(|e| !chain.is_best(e))
-            .map(|e| (e.height, e.hash))
-            .collect();
-        chain.side = side;
         Ok(chain)
     }
 
@@ -476,10 +576,7 @@ impl HeaderChain {
 
     /// The best tip.
     pub fn tip(&self) -> &HeaderEntry {
-        let hash = self.best[self.best.len() - 1];
-        self.index
-            .get(&hash)
-            .unwrap_or_else(|| unreachable!("best chain entries are indexed"))
+        &self.best[self.best.len() - 1]
     }
 
     /// Height of the best tip.
@@ -489,24 +586,39 @@ impl HeaderChain {
 
     /// The entry of `hash`, if known.
     pub fn get(&self, hash: &BlockHash) -> Option<&HeaderEntry> {
-        self.index.get(hash)
+        match self.best_index.get(hash) {
+            Some(h) => self.best.get(*h as usize),
+            None => self.side.get(hash),
+        }
     }
 
     /// The best-chain entry at `height`.
     pub fn at_height(&self, height: u32) -> Option<&HeaderEntry> {
+        self.best.get(height as usize)
+    }
+
+    /// The best chain's headers from `from` up to the tip.
+    pub fn best_headers(&self, from: u32) -> impl Iterator<Item = &Header> {
         self.best
-            .get(height as usize)
-            .and_then(|h| self.index.get(h))
+            .get(from as usize..)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| &e.header)
+    }
+
+    /// The side-branch entries.
+    pub fn side_entries(&self) -> impl Iterator<Item = &HeaderEntry> {
+        self.side.values()
     }
 
     /// Number of headers kept (best chain and side branches).
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.best.len() + self.side.len()
     }
 
     /// Whether only the genesis header is known.
     pub fn is_empty(&self) -> bool {
-        self.index.len() <= 1
+        self.len() <= 1
     }
 
     /// Number of side-branch headers kept.
@@ -514,19 +626,17 @@ impl HeaderChain {
         self.side.len()
     }
 
-    fn is_best(&self, e: &HeaderEntry) -> bool {
-        self.best.get(e.height as usize) == Some(&e.hash)
-    }
-
     /// Where `hash` stands.
     pub fn status(&self, hash: &BlockHash) -> BlockStatus {
-        match self.index.get(hash) {
-            None => BlockStatus::Unknown,
-            Some(e) if self.is_best(e) => BlockStatus::Best {
-                height: e.height,
-                confirmations: self.height() - e.height + 1,
-            },
+        if let Some(&height) = self.best_index.get(hash) {
+            return BlockStatus::Best {
+                height,
+                confirmations: self.height() - height + 1,
+            };
+        }
+        match self.side.get(hash) {
             Some(e) => BlockStatus::SideBranch { height: e.height },
+            None => BlockStatus::Unknown,
         }
     }
 
@@ -541,22 +651,36 @@ impl HeaderChain {
         let p = &params.consensus;
         let interval = params.interval();
         let limit = p.max_attainable_target.to_compact_lossy();
+        let last_checkpoint = params.last_checkpoint();
+        let mut works = WorkCache(None);
+        let mut pos = std::mem::take(&mut self.scratch);
+        pos.clear();
+        pos.reserve(headers.len());
         let mut ov = Overlay {
             chain: self,
-            pending: Vec::new(),
-            pos: HashMap::new(),
+            pending: Vec::with_capacity(headers.len()),
+            pos,
         };
         for (index, h) in headers.iter().enumerate() {
             let hash = h.block_hash();
-            if ov.get(&hash).is_some() {
+            // Fast path: the header extends the previous one of the batch.
+            let last = ov.pending.last().map(|(e, _)| e.hash);
+            let (parent, ploc) = if last == Some(h.prev_blockhash) {
+                let i = ov.pending.len() - 1;
+                (ov.pending[i].0, Loc::Pending(i))
+            } else {
+                if ov.contains(&hash) {
+                    continue;
+                }
+                ov.locate(&h.prev_blockhash)
+                    .ok_or(HeaderError::UnknownParent {
+                        index,
+                        prev: h.prev_blockhash,
+                    })?
+            };
+            if matches!(ploc, Loc::Pending(_)) && ov.pos.contains_key(&hash) {
                 continue;
             }
-            let parent = *ov
-                .get(&h.prev_blockhash)
-                .ok_or(HeaderError::UnknownParent {
-                    index,
-                    prev: h.prev_blockhash,
-                })?;
             let height = parent.height + 1;
             if !compact_in_range(h.bits, p.max_attainable_target) {
                 return Err(HeaderError::TargetOutOfRange {
@@ -569,7 +693,7 @@ impl HeaderChain {
             if !target.is_met_by(hash) {
                 return Err(HeaderError::BadProofOfWork { index, hash });
             }
-            let expected = ov.required_bits(&parent, h.time);
+            let expected = ov.required_bits(&parent, ploc, h.time);
             if h.bits != expected {
                 return Err(HeaderError::BadDifficulty {
                     index,
@@ -579,7 +703,7 @@ impl HeaderChain {
                     found: h.bits.to_consensus(),
                 });
             }
-            let median = ov.median_time_past(&parent);
+            let median = ov.median_time_past(&parent, ploc);
             if h.time <= median {
                 return Err(HeaderError::TimeTooOld {
                     index,
@@ -624,9 +748,12 @@ impl HeaderChain {
                     });
                 }
             }
-            if let Some((cp, _)) = params.last_checkpoint() {
+            if let Some((cp, _)) = last_checkpoint {
                 let passed = ov.chain.height() >= cp;
-                if passed && height <= cp && ov.chain.best.get(height as usize) != Some(&hash) {
+                if passed
+                    && height <= cp
+                    && ov.chain.at_height(height).map(|e| e.hash) != Some(hash)
+                {
                     return Err(HeaderError::ForkBelowCheckpoint {
                         index,
                         hash,
@@ -644,71 +771,109 @@ impl HeaderChain {
                 header: *h,
                 hash,
                 height,
-                chain_work: parent.chain_work + target.to_work(),
+                chain_work: parent.chain_work + works.work(h.bits),
                 last_normal_bits,
             };
             ov.pos.insert(hash, ov.pending.len());
-            ov.pending.push(entry);
+            ov.pending.push((entry, ploc));
         }
-        let Some(best_new) =
-            ov.pending
-                .iter()
-                .copied()
-                .reduce(|a, b| if b.chain_work > a.chain_work { b } else { a })
-        else {
+        let Some(best_new) = ov.pending.iter().map(|(e, _)| *e).reduce(|a, b| {
+            if b.chain_work > a.chain_work {
+                b
+            } else {
+                a
+            }
+        }) else {
             return Ok(ChainUpdate::default());
         };
         // Walk back from the best new entry to the best chain.
         let mut path = Vec::new();
-        let mut cur = best_new;
-        while !self.is_best(&cur) {
+        let mut cur = (best_new, Loc::Pending(ov.pos[&best_new.hash]));
+        let fork_height = loop {
+            if let Loc::Best(h) = cur.1 {
+                break h;
+            }
             path.push(cur);
-            cur = *ov
-                .get(&cur.header.prev_blockhash)
+            cur = ov
+                .parent(&cur.0, cur.1)
                 .unwrap_or_else(|| unreachable!("validated entries have parents"));
-        }
-        let fork = cur;
-        let pending = std::mem::take(&mut ov.pending);
+        };
+        let pending: Vec<HeaderEntry> = std::mem::take(&mut ov.pending)
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect();
+        let mut pos = std::mem::take(&mut ov.pos);
+        pos.clear();
+        self.scratch = pos;
         let tip = *self.tip();
         let mut update = ChainUpdate::default();
         if best_new.chain_work > tip.chain_work {
-            for h in (fork.height + 1..=tip.height).rev() {
-                let hash = self.best[h as usize];
-                update.disconnected.push((h, hash));
-                self.side.insert((h, hash));
+            for h in (fork_height + 1..=tip.height).rev() {
+                let e = self.best[h as usize];
+                update.disconnected.push((h, e.hash));
+                self.best_index.remove(&e.hash);
+                self.side_order.insert((h, e.hash));
+                self.side.insert(e.hash, e);
             }
-            self.best.truncate(fork.height as usize + 1);
-            for e in path.iter().rev() {
-                self.best.push(e.hash);
-                self.side.remove(&(e.height, e.hash));
+            self.best.truncate(fork_height as usize + 1);
+            let joined: std::collections::HashSet<BlockHash> =
+                path.iter().map(|(e, _)| e.hash).collect();
+            for (e, loc) in path.iter().rev() {
+                if let Loc::Side = loc {
+                    self.side.remove(&e.hash);
+                    self.side_order.remove(&(e.height, e.hash));
+                    update.revived.push(e.hash);
+                }
+                self.best_index.insert(e.hash, e.height);
+                self.best.push(*e);
                 update.connected.push((e.height, e.hash));
             }
             for e in &pending {
-                if !self.is_best(e) {
-                    self.side.insert((e.height, e.hash));
+                if !joined.contains(&e.hash) {
+                    self.side_order.insert((e.height, e.hash));
+                    self.side.insert(e.hash, *e);
                 }
-                self.index.insert(e.hash, *e);
             }
             update.added = pending;
             // Drop side branches that are now too deep.
             let floor = self.height().saturating_sub(MAX_SIDE_DEPTH);
-            while let Some(&(h, hash)) = self.side.first() {
+            while let Some(&(h, hash)) = self.side_order.first() {
                 if h >= floor {
                     break;
                 }
-                self.side.pop_first();
-                self.index.remove(&hash);
+                self.side_order.pop_first();
+                self.side.remove(&hash);
                 update.pruned.push(hash);
             }
-            let pruned: std::collections::HashSet<BlockHash> =
-                update.pruned.iter().copied().collect();
-            update.added.retain(|e| !pruned.contains(&e.hash));
+            if !update.pruned.is_empty() {
+                // Descendants of pruned entries go too: no side entry is left
+                // without a parent. Ascending heights put parents first.
+                let mut gone = std::collections::HashSet::new();
+                for (_, hash) in &self.side_order {
+                    let prev = self.side[hash].header.prev_blockhash;
+                    if gone.contains(&prev)
+                        || (!self.best_index.contains_key(&prev) && !self.side.contains_key(&prev))
+                    {
+                        gone.insert(*hash);
+                    }
+                }
+                for hash in gone {
+                    let e = self.side.remove(&hash).unwrap_or_else(|| unreachable!());
+                    self.side_order.remove(&(e.height, hash));
+                    update.pruned.push(hash);
+                }
+            }
+            if !update.pruned.is_empty() {
+                let pruned: std::collections::HashSet<BlockHash> =
+                    update.pruned.iter().copied().collect();
+                update.added.retain(|e| !pruned.contains(&e.hash));
+            }
         } else {
-            let depth = tip.height - fork.height;
+            let depth = tip.height - fork_height;
             if depth > MAX_SIDE_DEPTH {
                 return Err(HeaderError::LowWork {
                     len: pending.len(),
-                    fork_height: fork.height,
+                    fork_height,
                     depth,
                 });
             }
@@ -716,13 +881,95 @@ impl HeaderChain {
                 return Err(HeaderError::SideBranchesFull);
             }
             for e in &pending {
-                self.side.insert((e.height, e.hash));
-                self.index.insert(e.hash, *e);
+                self.side_order.insert((e.height, e.hash));
+                self.side.insert(e.hash, *e);
             }
             update.added = pending;
         }
         Ok(update)
     }
+
+    /// The storage records that bring a store holding the chain as it was
+    /// before `update` to the chain as it is now (see [`HeaderRecords`]).
+    pub fn records(&self, update: &ChainUpdate) -> HeaderRecords {
+        let height = self.height();
+        let mut rec = HeaderRecords {
+            chunks: Vec::new(),
+            stale_chunks: Vec::new(),
+            side_put: Vec::new(),
+            side_delete: Vec::new(),
+            tip_height: height,
+            tip_hash: self.tip().hash,
+        };
+        if let Some(&(first, _)) = update.connected.first() {
+            for chunk in first / CHUNK_LEN..=height / CHUNK_LEN {
+                let start = chunk * CHUNK_LEN;
+                let end = (start + CHUNK_LEN - 1).min(height);
+                let mut bytes = Vec::with_capacity(((end - start + 1) * 80) as usize);
+                for e in &self.best[start as usize..=end as usize] {
+                    bitcoin::consensus::Encodable::consensus_encode(&e.header, &mut bytes)
+                        .unwrap_or_else(|_| unreachable!("writing to a Vec cannot fail"));
+                }
+                rec.chunks.push((chunk, bytes));
+            }
+        }
+        if let Some(&(old_height, _)) = update.disconnected.first() {
+            rec.stale_chunks = (height / CHUNK_LEN + 1..=old_height / CHUNK_LEN).collect();
+        }
+        let pruned: std::collections::HashSet<&BlockHash> = update.pruned.iter().collect();
+        rec.side_put = update
+            .added
+            .iter()
+            .filter(|e| self.side.contains_key(&e.hash))
+            .copied()
+            .chain(
+                update
+                    .disconnected
+                    .iter()
+                    .filter(|(_, h)| !pruned.contains(h))
+                    .filter_map(|(_, h)| self.side.get(h).copied()),
+            )
+            .collect();
+        rec.side_delete = update
+            .pruned
+            .iter()
+            .chain(update.revived.iter())
+            .copied()
+            .collect();
+        rec
+    }
+}
+
+/// Best-chain headers are stored in chunks of this many, by height.
+pub const CHUNK_LEN: u32 = 2016;
+
+/// What to write so a store matches the chain after a [`ChainUpdate`]:
+/// best-chain chunks (chunk `i` holds the 80-byte headers of heights
+/// `i × CHUNK_LEN ..`, the last one partial), chunks past the new tip to
+/// delete, side-branch entries to put and delete, and the tip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderRecords {
+    /// Chunks to write: index and concatenated headers.
+    pub chunks: Vec<(u32, Vec<u8>)>,
+    /// Chunks that now lie past the tip.
+    pub stale_chunks: Vec<u32>,
+    /// Side-branch entries to store.
+    pub side_put: Vec<HeaderEntry>,
+    /// Side-branch entries to delete.
+    pub side_delete: Vec<BlockHash>,
+    /// The tip height.
+    pub tip_height: u32,
+    /// The tip hash.
+    pub tip_hash: BlockHash,
+}
+
+/// Decodes a stored chunk into headers.
+pub fn decode_chunk(bytes: &[u8]) -> Option<Vec<Header>> {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(80) || bytes.len() > CHUNK_LEN as usize * 80
+    {
+        return None;
+    }
+    bytes.chunks(80).map(|c| deserialize(c).ok()).collect()
 }
 
 #[cfg(test)]

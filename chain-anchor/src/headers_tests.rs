@@ -130,7 +130,7 @@ fn each_header_rule_has_its_own_error() {
         pending: vec![],
         pos: HashMap::new(),
     }
-    .median_time_past(&tip);
+    .median_time_past(&tip, Loc::Best(tip.height));
     let old = mine(tip.hash, mtp, tip.header.bits, 7);
     assert!(
         matches!(c.connect(&[old], NOW), Err(HeaderError::TimeTooOld { median, .. }) if median == mtp)
@@ -308,13 +308,20 @@ fn reorg(depth: u32) {
     for (h, hash) in &old {
         assert_eq!(c.status(hash), BlockStatus::SideBranch { height: *h });
     }
-    // Restart from what a store would hold: the same state.
-    let entries: Vec<HeaderEntry> = (0..=c.height())
-        .map(|h| *c.at_height(h).unwrap())
-        .chain(old.iter().map(|(_, hash)| *c.get(hash).unwrap()))
+    // Restart from what a store would hold (chunks and side entries): the same state.
+    let mut records = c.records(&u);
+    assert!(records
+        .chunks
+        .iter()
+        .all(|(_, b)| decode_chunk(b).is_some()));
+    let best: Vec<Header> = c.best_headers(0).copied().collect();
+    records.side_put = c.side_entries().copied().collect();
+    let side: Vec<HeaderEntry> = records
+        .side_put
+        .iter()
         .map(|e| HeaderEntry::decode(&e.encode()).unwrap())
         .collect();
-    let restored = HeaderChain::restore(regtest(), entries, c.tip().hash).unwrap();
+    let restored = HeaderChain::restore(regtest(), best, side).unwrap();
     assert_eq!(restored.tip(), c.tip());
     assert_eq!(restored.side_len(), c.side_len());
     for (_, hash) in old.iter().chain(joined.iter()) {
@@ -461,4 +468,51 @@ fn min_difficulty_blocks_and_bip94() {
         c.connect(&[early], NOW),
         Err(HeaderError::BadDifficulty { .. })
     ));
+}
+
+#[test]
+fn pruning_a_side_branch_takes_its_descendants_too() {
+    let mut c = HeaderChain::new(regtest());
+    let main = extend(&c.tip().clone(), 20, 1);
+    c.connect(&main, NOW).unwrap();
+    // A side branch of 3 forking at height 10 (heights 11..=13).
+    let fork = *c.at_height(10).unwrap();
+    let branch = extend(&fork, 3, 2);
+    c.connect(&branch, NOW).unwrap();
+    assert_eq!(c.side_len(), 3);
+    // Advance so that the floor (tip - MAX_SIDE_DEPTH) lands at 12: height 11
+    // falls below it, and 12 and 13 would be left without a parent.
+    let more = extend(&c.tip().clone(), 12 + MAX_SIDE_DEPTH - 20, 3);
+    let u = c.connect(&more, NOW).unwrap();
+    assert_eq!(c.height() - MAX_SIDE_DEPTH, 12);
+    assert_eq!(u.pruned.len(), 3, "the whole branch goes");
+    assert_eq!(c.side_len(), 0);
+    let restored = HeaderChain::restore(
+        regtest(),
+        c.best_headers(0).copied().collect::<Vec<_>>(),
+        c.side_entries().copied().collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert_eq!(restored.tip(), c.tip());
+}
+
+#[test]
+fn restore_detects_damaged_records() {
+    let mut c = HeaderChain::new(regtest());
+    c.connect(&extend(&c.tip().clone(), 5, 1), NOW).unwrap();
+    let mut best: Vec<Header> = c.best_headers(0).copied().collect();
+    best[3].nonce ^= 1;
+    assert!(matches!(
+        HeaderChain::restore(regtest(), best.clone(), vec![]),
+        Err(RestoreError::Broken(_))
+    ));
+    assert!(matches!(
+        HeaderChain::restore(regtest(), best[1..].to_vec(), vec![]),
+        Err(RestoreError::WrongGenesis)
+    ));
+    assert!(matches!(
+        HeaderChain::restore(regtest(), vec![], vec![]),
+        Err(RestoreError::Empty)
+    ));
+    assert_eq!(decode_chunk(&[0u8; 81]), None);
 }

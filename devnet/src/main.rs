@@ -19,7 +19,7 @@ fn main() -> Result<()> {
                     .context("--blocks needs a number")?
             }
             "-h" | "--help" => {
-                println!("usage: cairn-devnet [--blocks N]\n\nStarts a regtest devnet on loopback (bitcoind when on PATH, else the built-in stand-in),\nmines N blocks (default 101) to a devnet wallet, prints the RPC URL and cookie file, and runs until interrupted.");
+                println!("usage: cairn-devnet [--blocks N]\n\nStarts a regtest devnet on loopback (bitcoind when on PATH, else the built-in stand-in),\nmines N blocks (default 101) to a devnet wallet, prints a [bitcoin] section for cairn.toml,\nand runs until standard input closes or the process is interrupted.");
                 return Ok(());
             }
             other => anyhow::bail!("unknown argument {other:?}; try --help"),
@@ -29,16 +29,18 @@ fn main() -> Result<()> {
     let wallet = DevWallet::from_secret([1u8; 32])?;
     let client = devnet.client()?;
     client.generate_to_address(blocks, &wallet.address())?;
-    println!("{}", devnet.label());
-    println!("rpc_url    = {:?}", devnet.url());
+    println!("# {} ({blocks} blocks mined)", devnet.label());
+    println!("[bitcoin]");
+    println!("network = \"regtest\"");
+    println!("rpc_url = {:?}", devnet.url());
     println!(
         "rpc_cookie = {:?}",
         devnet.cookie_path().display().to_string()
     );
-    println!("height     = {blocks}");
-    println!("Running until interrupted (Ctrl-C).");
     std::io::stdout().flush()?;
-    loop {
-        std::thread::sleep(std::time::Duration::from_secs(3600));
-    }
+    // Run until standard input closes (then clean up) or the process is killed.
+    let mut sink = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    drop(devnet);
+    Ok(())
 }

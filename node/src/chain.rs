@@ -36,7 +36,7 @@ pub fn sync(
         &mut chain,
         source,
         &unix_now,
-        &mut |update, chain| store.apply_chain_update(update, &chain.tip().hash),
+        &mut |update, chain| store.apply_chain_update(update, chain),
         events,
     )
 }

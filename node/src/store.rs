@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use bitcoin::hashes::Hash as _;
-use cairn_chain_anchor::headers::{ChainUpdate, HeaderChain, HeaderEntry};
+use cairn_chain_anchor::headers::{decode_chunk, ChainUpdate, HeaderChain, HeaderEntry, CHUNK_LEN};
 use cairn_chain_anchor::ChainParams;
 use cairn_wallet::kel::{DecodeError, KeyEventLog, SignedEvent};
 use cairn_wallet::IdentityId;
@@ -14,13 +14,16 @@ use rocksdb::{
 };
 
 /// Schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Column family of store-wide metadata (schema version, own identity).
 pub const CF_META: &str = "meta";
 /// Column family of key event logs: `identity id (32) || position (u32 BE)` → signed event.
 pub const CF_KEL: &str = "kel";
-/// Column family of validated block headers: `block hash (32)` → [`HeaderEntry::encode`].
+/// Column family of validated block headers: `b'b' ‖ chunk (u32 BE)` → the
+/// best chain's 80-byte headers of heights `chunk × CHUNK_LEN ..`
+/// ([`HeaderChain::records`]), and `b's' ‖ block hash` → a side-branch
+/// [`HeaderEntry::encode`].
 pub const CF_HEADERS: &str = "headers";
 /// Every column family, in creation order.
 pub const COLUMN_FAMILIES: [&str; 3] = [CF_META, CF_KEL, CF_HEADERS];
@@ -105,7 +108,8 @@ impl Store {
                     supported: SCHEMA_VERSION,
                 })
             }
-            Some(_) => {} // Older schemas are migrated here when there are any.
+            Some(1) => store.migrate_from_1()?,
+            Some(_) => {}
         }
         Ok(store)
     }
@@ -212,23 +216,50 @@ impl Store {
 }
 
 impl Store {
-    /// Persists what a [`HeaderChain::connect`] changed, with the new tip, in
-    /// one atomic batch (not synced: headers can be fetched again, and the
-    /// batch is all-or-nothing, so the stored tip always has its entries).
+    /// Schema 1 stored one record per header; schema 2 stores chunks. Headers
+    /// can always be fetched again, so the migration drops them and the next
+    /// sync refills the chain.
+    fn migrate_from_1(&self) -> Result<(), StoreError> {
+        let cf = self.cf(CF_HEADERS);
+        let mut batch = WriteBatch::default();
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, _) = item?;
+            batch.delete_cf(cf, k);
+        }
+        batch.delete_cf(self.cf(CF_META), KEY_HEADER_TIP);
+        batch.put_cf(self.cf(CF_META), KEY_SCHEMA, SCHEMA_VERSION.to_be_bytes());
+        self.db.write_opt(batch, &synced())?;
+        Ok(())
+    }
+
+    /// Persists what a [`HeaderChain::connect`] changed (`chain` is the chain
+    /// after it) in one atomic batch. Not synced: headers can be fetched
+    /// again, and the batch is all-or-nothing, so the stored tip always has
+    /// its headers.
     pub fn apply_chain_update(
         &self,
         update: &ChainUpdate,
-        tip: &bitcoin::BlockHash,
+        chain: &HeaderChain,
     ) -> Result<(), StoreError> {
+        let rec = chain.records(update);
         let cf = self.cf(CF_HEADERS);
         let mut batch = WriteBatch::default();
-        for e in &update.added {
-            batch.put_cf(cf, e.hash.as_byte_array(), e.encode());
+        for (i, bytes) in &rec.chunks {
+            batch.put_cf(cf, chunk_key(*i), bytes);
         }
-        for h in &update.pruned {
-            batch.delete_cf(cf, h.as_byte_array());
+        for i in &rec.stale_chunks {
+            batch.delete_cf(cf, chunk_key(*i));
         }
-        batch.put_cf(self.cf(CF_META), KEY_HEADER_TIP, tip.as_byte_array());
+        for e in &rec.side_put {
+            batch.put_cf(cf, side_key(&e.hash), e.encode());
+        }
+        for h in &rec.side_delete {
+            batch.delete_cf(cf, side_key(h));
+        }
+        let mut tip = [0u8; 36];
+        tip[..4].copy_from_slice(&rec.tip_height.to_be_bytes());
+        tip[4..].copy_from_slice(rec.tip_hash.as_byte_array());
+        batch.put_cf(self.cf(CF_META), KEY_HEADER_TIP, tip);
         self.db.write(batch)?;
         Ok(())
     }
@@ -238,24 +269,55 @@ impl Store {
         let Some(tip) = self.db.get_cf(self.cf(CF_META), KEY_HEADER_TIP)? else {
             return Ok(HeaderChain::new(params));
         };
-        let tip: [u8; 32] = tip
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("header tip".into()))?;
-        let mut entries = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_HEADERS), IteratorMode::Start)
-        {
-            let (_, v) = item?;
-            entries.push(
-                HeaderEntry::decode(&v)
-                    .ok_or_else(|| StoreError::Corrupt("header entry".into()))?,
-            );
+        let corrupt = |what: &str| StoreError::Corrupt(what.into());
+        if tip.len() != 36 {
+            return Err(corrupt("header tip"));
         }
-        HeaderChain::restore(params, entries, bitcoin::BlockHash::from_byte_array(tip))
-            .map_err(|e| StoreError::Corrupt(e.to_string()))
+        let height = u32::from_be_bytes([tip[0], tip[1], tip[2], tip[3]]);
+        let mut tip_hash = [0u8; 32];
+        tip_hash.copy_from_slice(&tip[4..]);
+        let cf = self.cf(CF_HEADERS);
+        let mut best = Vec::with_capacity(height as usize + 1);
+        let mut side = Vec::new();
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, v) = item?;
+            match k.first() {
+                Some(b'b') if k.len() == 5 => {
+                    let index = u32::from_be_bytes([k[1], k[2], k[3], k[4]]);
+                    if index as usize * CHUNK_LEN as usize != best.len() {
+                        return Err(corrupt("header chunks out of sequence"));
+                    }
+                    best.extend(decode_chunk(&v).ok_or_else(|| corrupt("header chunk"))?);
+                }
+                Some(b's') if k.len() == 33 => {
+                    side.push(HeaderEntry::decode(&v).ok_or_else(|| corrupt("side header"))?)
+                }
+                _ => return Err(corrupt("unknown header record")),
+            }
+        }
+        if best.len() <= height as usize {
+            return Err(corrupt("fewer stored headers than the tip height"));
+        }
+        best.truncate(height as usize + 1);
+        let chain = HeaderChain::restore(params, best, side)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if chain.tip().hash.to_byte_array() != tip_hash {
+            return Err(corrupt("the stored tip does not match the stored headers"));
+        }
+        Ok(chain)
     }
+}
+
+fn chunk_key(index: u32) -> [u8; 5] {
+    let mut k = [b'b'; 5];
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn side_key(hash: &bitcoin::BlockHash) -> [u8; 33] {
+    let mut k = [b's'; 33];
+    k[1..].copy_from_slice(hash.as_byte_array());
+    k
 }
 
 fn kel_key(id: &IdentityId, position: u32) -> [u8; 36] {
@@ -340,7 +402,7 @@ mod tests {
                 };
             }
             let u = chain.connect(&main, now).unwrap();
-            store.apply_chain_update(&u, &chain.tip().hash).unwrap();
+            store.apply_chain_update(&u, &chain).unwrap();
             // A reorg of depth 2.
             let fork = *chain.at_height(8).unwrap();
             let a = mine(fork.hash, fork.header.time + 601, 100);
@@ -348,11 +410,11 @@ mod tests {
             let c = mine(b.block_hash(), b.time + 600, 102);
             let u = chain.connect(&[a, b, c], now).unwrap();
             assert_eq!(u.disconnected.len(), 2);
-            store.apply_chain_update(&u, &chain.tip().hash).unwrap();
+            store.apply_chain_update(&u, &chain).unwrap();
             (*chain.tip(), u.disconnected)
         };
         let store = Store::open(dir.path()).unwrap();
-        let chain = store.load_header_chain(params).unwrap();
+        let chain = store.load_header_chain(params.clone()).unwrap();
         assert_eq!(*chain.tip(), tip);
         assert_eq!(chain.height(), 11);
         for (h, hash) in side {
@@ -361,6 +423,12 @@ mod tests {
                 cairn_chain_anchor::BlockStatus::SideBranch { height: h }
             );
         }
+        // A schema-1 store drops its headers on open (they are fetched again).
+        store.set_schema_version(1).unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), Some(SCHEMA_VERSION));
+        assert_eq!(store.load_header_chain(params).unwrap().height(), 0);
     }
 
     #[test]

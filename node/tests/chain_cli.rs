@@ -102,7 +102,10 @@ fn chain_commands_explain_bad_settings() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("regtest") && err.contains("main"), "{err}");
-    let s = ok_json(&cairn(&dir, &["chain", "status", "--json", "--network", "main"]));
+    let s = ok_json(&cairn(
+        &dir,
+        &["chain", "status", "--json", "--network", "main"],
+    ));
     assert_eq!(s["sync"], "source unavailable");
     assert!(s["source"]["error"].as_str().unwrap().contains("regtest"));
 
@@ -115,7 +118,10 @@ fn chain_commands_explain_bad_settings() {
     // A wrong cookie.
     let bad = tmp.path().join("bad.cookie");
     std::fs::write(&bad, "__cookie__:wrong").unwrap();
-    let out = cairn(&dir, &["chain", "--rpc-cookie", bad.to_str().unwrap(), "sync"]);
+    let out = cairn(
+        &dir,
+        &["chain", "--rpc-cookie", bad.to_str().unwrap(), "sync"],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("401"), "{err}");
 
@@ -124,5 +130,8 @@ fn chain_commands_explain_bad_settings() {
     let out = cairn(&dir, &["chain", "status"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("netwrok") && err.contains("cairn.toml"), "{err}");
+    assert!(
+        err.contains("netwrok") && err.contains("cairn.toml"),
+        "{err}"
+    );
 }

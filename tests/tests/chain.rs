@@ -46,7 +46,7 @@ fn sync(chain: &mut HeaderChain, source: &RpcSource, store: &Store) -> Vec<SyncE
         chain,
         source,
         &now,
-        &mut |update, chain| store.apply_chain_update(update, &chain.tip().hash),
+        &mut |update, chain| store.apply_chain_update(update, chain),
         &mut |e| events.push(e),
     )
     .unwrap();

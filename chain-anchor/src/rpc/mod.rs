@@ -268,7 +268,8 @@ impl RpcClient {
         body: &[u8],
         auth: &str,
     ) -> Result<(u16, bool, Vec<u8>), std::io::Error> {
-        let mut req = Vec::with_capacity(body.len() + 256);
+        let mut req =
+            Vec::with_capacity(body.len() + auth.len() + self.path.len() + self.host.len() + 200);
         write!(
             req,
             "POST {} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: keep-alive\r\n\r\n",
