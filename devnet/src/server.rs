@@ -5,7 +5,7 @@
 //! Bounds: at most [`MAX_CONNECTIONS`] connections at once (more get 503),
 //! requests of at most [`MAX_REQUEST`] bytes, an idle timeout per connection.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -38,7 +38,8 @@ struct Shared {
     warmup: Mutex<Option<String>>,
     stop: AtomicBool,
     open: AtomicUsize,
-    conns: Mutex<Vec<TcpStream>>,
+    /// Handles of the open connections, so `stop` can close them.
+    conns: Mutex<HashMap<u64, TcpStream>>,
 }
 
 /// A running server. Dropping it stops it.
@@ -556,12 +557,13 @@ impl Server {
             warmup: Mutex::new(None),
             stop: AtomicBool::new(false),
             open: AtomicUsize::new(0),
-            conns: Mutex::new(Vec::new()),
+            conns: Mutex::new(HashMap::new()),
         });
         let s = shared.clone();
         let accept = std::thread::Builder::new()
             .name("devnet-accept".into())
             .spawn(move || {
+                let mut next_id = 0u64;
                 for stream in listener.incoming() {
                     if s.stop.load(Ordering::SeqCst) {
                         break;
@@ -576,10 +578,13 @@ impl Server {
                         );
                         continue;
                     }
+                    next_id += 1;
+                    let id = next_id;
                     if let Ok(c) = stream.try_clone() {
-                        let mut conns = s.conns.lock().unwrap_or_else(|p| p.into_inner());
-                        conns.retain(|c| c.peer_addr().is_ok());
-                        conns.push(c);
+                        s.conns
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(id, c);
                     }
                     s.open.fetch_add(1, Ordering::SeqCst);
                     let s2 = s.clone();
@@ -587,9 +592,17 @@ impl Server {
                         .name("devnet-conn".into())
                         .spawn(move || {
                             let _ = serve(&s2, stream);
+                            s2.conns
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&id);
                             s2.open.fetch_sub(1, Ordering::SeqCst);
                         });
                     if spawned.is_err() {
+                        s.conns
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&id);
                         s.open.fetch_sub(1, Ordering::SeqCst);
                     }
                 }
@@ -635,9 +648,9 @@ impl Server {
             .conns
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
+            .drain()
         {
-            let _ = c.shutdown(Shutdown::Both);
+            let _ = c.1.shutdown(Shutdown::Both);
         }
     }
 }

@@ -131,11 +131,16 @@ fn rpc_client_speaks_every_method_to_the_devnet() {
     let confirming = c.generate_to_address(6, &w.address()).unwrap();
     assert_eq!(c.raw_transaction(&txid, None).unwrap(), spend);
     assert!(c.tx_out(&op, false).unwrap().is_none());
-    let fee = c
-        .estimate_smart_fee(6)
-        .unwrap()
-        .expect("an estimate after a mined tx");
-    assert!(fee.to_sat_per_vb_ceil() >= 1);
+    let fee = c.estimate_smart_fee(6).unwrap();
+    // The stand-in estimates from recent blocks; Core's estimator needs far
+    // more history than one transaction and may still have none.
+    if devnet.kind() == "builtin" {
+        assert!(
+            fee.expect("an estimate after a mined tx")
+                .to_sat_per_vb_ceil()
+                >= 1
+        );
+    }
 
     // Header sync through the chain-source trait, then an SPV proof from
     // gettxoutproof checked against our own validated chain.
