@@ -14,15 +14,9 @@ use cairn_chain_anchor::{
     sync_headers, verify_inclusion, ChainNetwork, ChainParams, HeaderChain, RpcSource, SyncEvent,
 };
 use cairn_devnet::{DevWallet, Devnet};
+use cairn_node::chain::unix_now;
 use cairn_node::Store;
 use zeroize::Zeroizing;
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 fn miner() -> DevWallet {
     DevWallet::from_secret([7u8; 32]).unwrap()
@@ -45,7 +39,7 @@ fn sync(chain: &mut HeaderChain, source: &RpcSource, store: &Store) -> Vec<SyncE
     sync_headers(
         chain,
         source,
-        &now,
+        &unix_now,
         &mut |update, chain| store.apply_chain_update(update, chain),
         &mut |e| events.push(e),
     )

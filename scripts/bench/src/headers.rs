@@ -25,13 +25,6 @@ const N: usize = 100_000;
 const BATCH: usize = 2_000;
 const NOW: u64 = 4_000_000_000;
 
-fn now_real() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
-
 /// Runs `f` (which returns seconds for N items) five times; the median rate.
 fn median_rate(mut f: impl FnMut() -> f64) -> f64 {
     let mut rates: Vec<f64> = (0..5).map(|_| N as f64 / f()).collect();
@@ -178,7 +171,7 @@ fn main() {
     let rpc = devnet.client().expect("client");
     // Blocks mined in a burst get timestamps of at least MTP+1; start a day
     // back so the last ones are not in the future.
-    rpc.set_mock_time(now_real().saturating_sub(86_400))
+    rpc.set_mock_time(cairn_node::chain::unix_now().saturating_sub(86_400))
         .expect("setmocktime");
     let wallet = cairn_devnet::DevWallet::from_secret([5u8; 32]).expect("key");
     let t = Instant::now();
@@ -195,7 +188,7 @@ fn main() {
     let outcome = cairn_chain_anchor::sync_headers(
         &mut chain,
         &source,
-        &now_real,
+        &cairn_node::chain::unix_now,
         &mut |u, c| store.apply_chain_update(u, c),
         &mut |_| {},
     )
