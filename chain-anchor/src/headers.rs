@@ -11,6 +11,11 @@
 //! median of the previous 11; not more than 2 hours past the node's clock;
 //! BIP94 time-warp rule; version floors after BIP34/65/66; checkpoints.
 //!
+//! A batch that extends the best tip (the common case while syncing) goes
+//! straight into the best chain, and comes out again if a header fails or the
+//! batch turns out to branch; other batches are validated in an overlay
+//! before anything changes.
+//!
 //! Bounds: at most [`MAX_BATCH`] headers per call, validated in memory before
 //! anything is kept. A branch is kept only if it has more work than the best
 //! chain, or forks at most [`MAX_SIDE_DEPTH`] blocks below the tip (and side
@@ -407,6 +412,113 @@ impl Overlay<'_> {
         times[n / 2]
     }
 
+    /// Checks header `h` (hash `hash`, position `index` in its batch) as a
+    /// child of `parent` (at `ploc`) against every rule, and returns its entry.
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        &self,
+        rules: &BatchRules,
+        index: usize,
+        h: &Header,
+        hash: BlockHash,
+        parent: &HeaderEntry,
+        ploc: Loc,
+        now: u64,
+        works: &mut WorkCache,
+    ) -> Result<HeaderEntry, HeaderError> {
+        let height = parent.height + 1;
+        if !compact_in_range(h.bits, self.chain.params.consensus.max_attainable_target) {
+            return Err(HeaderError::TargetOutOfRange {
+                index,
+                hash,
+                bits: h.bits.to_consensus(),
+            });
+        }
+        let target = Target::from_compact(h.bits);
+        if !target.is_met_by(hash) {
+            return Err(HeaderError::BadProofOfWork { index, hash });
+        }
+        let expected = self.required_bits(parent, ploc, h.time);
+        if h.bits != expected {
+            return Err(HeaderError::BadDifficulty {
+                index,
+                hash,
+                height,
+                expected: expected.to_consensus(),
+                found: h.bits.to_consensus(),
+            });
+        }
+        let median = self.median_time_past(parent, ploc);
+        if h.time <= median {
+            return Err(HeaderError::TimeTooOld {
+                index,
+                hash,
+                time: h.time,
+                median,
+            });
+        }
+        if u64::from(h.time) > now.saturating_add(MAX_FUTURE_DRIFT) {
+            return Err(HeaderError::TimeTooNew {
+                index,
+                hash,
+                time: h.time,
+                now,
+            });
+        }
+        if self.chain.params.enforce_bip94
+            && height.is_multiple_of(rules.interval)
+            && h.time < parent.header.time.saturating_sub(BIP94_MAX_TIMEWARP)
+        {
+            return Err(HeaderError::TimeWarp { index, hash });
+        }
+        let v = h.version.to_consensus();
+        if (v < 2 && height >= self.chain.params.consensus.bip34_height)
+            || (v < 3 && height >= self.chain.params.consensus.bip66_height)
+            || (v < 4 && height >= self.chain.params.consensus.bip65_height)
+        {
+            return Err(HeaderError::ObsoleteVersion {
+                index,
+                hash,
+                version: v,
+                height,
+            });
+        }
+        if let Some(expected) = self.chain.params.checkpoint_at(height) {
+            if expected != hash {
+                return Err(HeaderError::CheckpointMismatch {
+                    index,
+                    height,
+                    hash,
+                    expected,
+                });
+            }
+        }
+        if let Some((cp, _)) = rules.last_checkpoint {
+            let passed = self.chain.height() >= cp;
+            if passed && height <= cp && self.chain.at_height(height).map(|e| e.hash) != Some(hash)
+            {
+                return Err(HeaderError::ForkBelowCheckpoint {
+                    index,
+                    hash,
+                    height,
+                    checkpoint: cp,
+                });
+            }
+        }
+        let last_normal_bits = if height.is_multiple_of(rules.interval) || h.bits != rules.limit {
+            h.bits
+        } else {
+            parent.last_normal_bits
+        };
+        Ok(HeaderEntry {
+            header: *h,
+            hash,
+            height,
+            chain_work: parent.chain_work + works.work(h.bits),
+            last_normal_bits,
+        })
+    }
+
     /// The bits a child of `parent` with time `time` must have (Core's `GetNextWorkRequired`).
     fn required_bits(&self, parent: &HeaderEntry, loc: Loc, time: u32) -> CompactTarget {
         let params = &self.chain.params;
@@ -435,6 +547,26 @@ impl Overlay<'_> {
             parent.header.time,
             parent.header.bits,
         )
+    }
+}
+
+/// What every header of a batch is checked against, worked out once per batch.
+struct BatchRules {
+    /// Difficulty period length.
+    interval: u32,
+    /// The network's easiest target, in compact form.
+    limit: CompactTarget,
+    /// The last checkpoint.
+    last_checkpoint: Option<(u32, BlockHash)>,
+}
+
+impl BatchRules {
+    fn new(params: &ChainParams) -> Self {
+        BatchRules {
+            interval: params.interval(),
+            limit: params.consensus.max_attainable_target.to_compact_lossy(),
+            last_checkpoint: params.last_checkpoint(),
+        }
     }
 }
 
@@ -647,11 +779,82 @@ impl HeaderChain {
         if headers.len() > MAX_BATCH {
             return Err(HeaderError::BatchTooLarge { len: headers.len() });
         }
-        let params = &self.params;
-        let p = &params.consensus;
-        let interval = params.interval();
-        let limit = p.max_attainable_target.to_compact_lossy();
-        let last_checkpoint = params.last_checkpoint();
+        let rules = BatchRules::new(&self.params);
+        if headers
+            .first()
+            .is_some_and(|h| h.prev_blockhash == self.tip().hash)
+        {
+            if let Some(update) = self.extend_tip(headers, now, &rules)? {
+                return Ok(update);
+            }
+        }
+        self.connect_branches(headers, now, &rules)
+    }
+
+    /// The common case: every header of the batch extends the best tip.
+    /// Headers go straight into the best chain; if one fails, they all come
+    /// out again (the error is returned), and if the batch turns out to
+    /// branch, they come out and `None` sends it down the general path.
+    fn extend_tip(
+        &mut self,
+        headers: &[Header],
+        now: u64,
+        rules: &BatchRules,
+    ) -> Result<Option<ChainUpdate>, HeaderError> {
+        let start = self.best.len();
+        self.best.reserve(headers.len());
+        self.best_index.reserve(headers.len());
+        let mut works = WorkCache(None);
+        let mut outcome = Ok(true);
+        for (index, h) in headers.iter().enumerate() {
+            let parent = self.best[self.best.len() - 1];
+            if h.prev_blockhash != parent.hash {
+                outcome = Ok(false);
+                break;
+            }
+            let hash = h.block_hash();
+            let ov = Overlay {
+                chain: self,
+                pending: Vec::new(),
+                pos: HashMap::new(),
+            };
+            let ploc = Loc::Best(parent.height);
+            match ov.check(rules, index, h, hash, &parent, ploc, now, &mut works) {
+                Ok(entry) => {
+                    self.best_index.insert(hash, entry.height);
+                    self.best.push(entry);
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        if !matches!(outcome, Ok(true)) {
+            for e in &self.best[start..] {
+                self.best_index.remove(&e.hash);
+            }
+            self.best.truncate(start);
+            return outcome.map(|_| None);
+        }
+        let added = &self.best[start..];
+        let mut update = ChainUpdate {
+            connected: added.iter().map(|e| (e.height, e.hash)).collect(),
+            added: added.to_vec(),
+            ..ChainUpdate::default()
+        };
+        self.prune_side(&mut update);
+        Ok(Some(update))
+    }
+
+    /// The general case: a batch in any order that puts parents first, on
+    /// any branches, validated in an overlay before anything changes.
+    fn connect_branches(
+        &mut self,
+        headers: &[Header],
+        now: u64,
+        rules: &BatchRules,
+    ) -> Result<ChainUpdate, HeaderError> {
         let mut works = WorkCache(None);
         let mut pos = std::mem::take(&mut self.scratch);
         pos.clear();
@@ -663,7 +866,7 @@ impl HeaderChain {
         };
         for (index, h) in headers.iter().enumerate() {
             let hash = h.block_hash();
-            // Fast path: the header extends the previous one of the batch.
+            // Shortcut: the header extends the previous one of the batch.
             let last = ov.pending.last().map(|(e, _)| e.hash);
             let (parent, ploc) = if last == Some(h.prev_blockhash) {
                 let i = ov.pending.len() - 1;
@@ -681,99 +884,7 @@ impl HeaderChain {
             if matches!(ploc, Loc::Pending(_)) && ov.pos.contains_key(&hash) {
                 continue;
             }
-            let height = parent.height + 1;
-            if !compact_in_range(h.bits, p.max_attainable_target) {
-                return Err(HeaderError::TargetOutOfRange {
-                    index,
-                    hash,
-                    bits: h.bits.to_consensus(),
-                });
-            }
-            let target = Target::from_compact(h.bits);
-            if !target.is_met_by(hash) {
-                return Err(HeaderError::BadProofOfWork { index, hash });
-            }
-            let expected = ov.required_bits(&parent, ploc, h.time);
-            if h.bits != expected {
-                return Err(HeaderError::BadDifficulty {
-                    index,
-                    hash,
-                    height,
-                    expected: expected.to_consensus(),
-                    found: h.bits.to_consensus(),
-                });
-            }
-            let median = ov.median_time_past(&parent, ploc);
-            if h.time <= median {
-                return Err(HeaderError::TimeTooOld {
-                    index,
-                    hash,
-                    time: h.time,
-                    median,
-                });
-            }
-            if u64::from(h.time) > now.saturating_add(MAX_FUTURE_DRIFT) {
-                return Err(HeaderError::TimeTooNew {
-                    index,
-                    hash,
-                    time: h.time,
-                    now,
-                });
-            }
-            if params.enforce_bip94
-                && height.is_multiple_of(interval)
-                && h.time < parent.header.time.saturating_sub(BIP94_MAX_TIMEWARP)
-            {
-                return Err(HeaderError::TimeWarp { index, hash });
-            }
-            let v = h.version.to_consensus();
-            if (v < 2 && height >= p.bip34_height)
-                || (v < 3 && height >= p.bip66_height)
-                || (v < 4 && height >= p.bip65_height)
-            {
-                return Err(HeaderError::ObsoleteVersion {
-                    index,
-                    hash,
-                    version: v,
-                    height,
-                });
-            }
-            if let Some(expected) = params.checkpoint_at(height) {
-                if expected != hash {
-                    return Err(HeaderError::CheckpointMismatch {
-                        index,
-                        height,
-                        hash,
-                        expected,
-                    });
-                }
-            }
-            if let Some((cp, _)) = last_checkpoint {
-                let passed = ov.chain.height() >= cp;
-                if passed
-                    && height <= cp
-                    && ov.chain.at_height(height).map(|e| e.hash) != Some(hash)
-                {
-                    return Err(HeaderError::ForkBelowCheckpoint {
-                        index,
-                        hash,
-                        height,
-                        checkpoint: cp,
-                    });
-                }
-            }
-            let last_normal_bits = if height.is_multiple_of(interval) || h.bits != limit {
-                h.bits
-            } else {
-                parent.last_normal_bits
-            };
-            let entry = HeaderEntry {
-                header: *h,
-                hash,
-                height,
-                chain_work: parent.chain_work + works.work(h.bits),
-                last_normal_bits,
-            };
+            let entry = ov.check(rules, index, h, hash, &parent, ploc, now, &mut works)?;
             ov.pos.insert(hash, ov.pending.len());
             ov.pending.push((entry, ploc));
         }
@@ -835,39 +946,7 @@ impl HeaderChain {
                 }
             }
             update.added = pending;
-            // Drop side branches that are now too deep.
-            let floor = self.height().saturating_sub(MAX_SIDE_DEPTH);
-            while let Some(&(h, hash)) = self.side_order.first() {
-                if h >= floor {
-                    break;
-                }
-                self.side_order.pop_first();
-                self.side.remove(&hash);
-                update.pruned.push(hash);
-            }
-            if !update.pruned.is_empty() {
-                // Descendants of pruned entries go too: no side entry is left
-                // without a parent. Ascending heights put parents first.
-                let mut gone = std::collections::HashSet::new();
-                for (_, hash) in &self.side_order {
-                    let prev = self.side[hash].header.prev_blockhash;
-                    if gone.contains(&prev)
-                        || (!self.best_index.contains_key(&prev) && !self.side.contains_key(&prev))
-                    {
-                        gone.insert(*hash);
-                    }
-                }
-                for hash in gone {
-                    let e = self.side.remove(&hash).unwrap_or_else(|| unreachable!());
-                    self.side_order.remove(&(e.height, hash));
-                    update.pruned.push(hash);
-                }
-            }
-            if !update.pruned.is_empty() {
-                let pruned: std::collections::HashSet<BlockHash> =
-                    update.pruned.iter().copied().collect();
-                update.added.retain(|e| !pruned.contains(&e.hash));
-            }
+            self.prune_side(&mut update);
         } else {
             let depth = tip.height - fork_height;
             if depth > MAX_SIDE_DEPTH {
@@ -887,6 +966,44 @@ impl HeaderChain {
             update.added = pending;
         }
         Ok(update)
+    }
+
+    /// Drops side branches that are now too deep below the tip, with their
+    /// descendants, and records them in `update`.
+    fn prune_side(&mut self, update: &mut ChainUpdate) {
+        // Drop side branches that are now too deep.
+        let floor = self.height().saturating_sub(MAX_SIDE_DEPTH);
+        while let Some(&(h, hash)) = self.side_order.first() {
+            if h >= floor {
+                break;
+            }
+            self.side_order.pop_first();
+            self.side.remove(&hash);
+            update.pruned.push(hash);
+        }
+        if !update.pruned.is_empty() {
+            // Descendants of pruned entries go too: no side entry is left
+            // without a parent. Ascending heights put parents first.
+            let mut gone = std::collections::HashSet::new();
+            for (_, hash) in &self.side_order {
+                let prev = self.side[hash].header.prev_blockhash;
+                if gone.contains(&prev)
+                    || (!self.best_index.contains_key(&prev) && !self.side.contains_key(&prev))
+                {
+                    gone.insert(*hash);
+                }
+            }
+            for hash in gone {
+                let e = self.side.remove(&hash).unwrap_or_else(|| unreachable!());
+                self.side_order.remove(&(e.height, hash));
+                update.pruned.push(hash);
+            }
+        }
+        if !update.pruned.is_empty() {
+            let pruned: std::collections::HashSet<BlockHash> =
+                update.pruned.iter().copied().collect();
+            update.added.retain(|e| !pruned.contains(&e.hash));
+        }
     }
 
     /// The storage records that bring a store holding the chain as it was

@@ -174,6 +174,38 @@ fn each_header_rule_has_its_own_error() {
         Err(HeaderError::BadProofOfWork { index: 4, .. })
     ));
     assert_unchanged(&c, before);
+    // The valid headers before the bad one left no trace either.
+    for h in &hs[..4] {
+        assert_eq!(c.status(&h.block_hash()), BlockStatus::Unknown);
+    }
+    assert_eq!(c.connect(&hs[..4], NOW).expect("valid").connected.len(), 4);
+}
+
+#[test]
+fn a_batch_that_branches_midway_is_taken_whole() {
+    let mut c = chain_of(regtest(), 20);
+    let fork = *c.at_height(18).expect("height 18");
+    let mut batch = extend(&c.tip().clone(), 5, 1);
+    batch.extend(extend(&fork, 3, 2));
+    let u = c.connect(&batch, NOW).expect("valid batch");
+    assert_eq!(c.height(), 25);
+    assert_eq!(c.side_len(), 3);
+    assert_eq!(u.added.len(), 8);
+    assert_eq!(
+        u.connected,
+        batch[..5]
+            .iter()
+            .zip(21..)
+            .map(|(h, height)| (height, h.block_hash()))
+            .collect::<Vec<_>>()
+    );
+    assert!(!u.is_reorg());
+    for h in &batch[5..] {
+        assert!(matches!(
+            c.status(&h.block_hash()),
+            BlockStatus::SideBranch { .. }
+        ));
+    }
 }
 
 #[test]

@@ -9,11 +9,13 @@
 
 use bitcoin::BlockHash;
 
-use crate::headers::{ChainUpdate, HeaderChain, HeaderError};
+use crate::headers::{ChainUpdate, HeaderChain, HeaderError, CHUNK_LEN};
 use crate::source::{ChainSource, SourceError};
 
-/// Headers fetched and validated per round.
-pub const SYNC_BATCH: u32 = 2_000;
+/// Most headers fetched and validated per round. Rounds end at storage chunk
+/// boundaries (`from` up to the end of its chunk), so each round writes one
+/// chunk once instead of rewriting a partial one.
+pub const SYNC_BATCH: u32 = CHUNK_LEN;
 /// Rounds in a row in which the source may contradict itself before sync gives up.
 pub const MAX_INCONSISTENT_ROUNDS: u32 = 8;
 
@@ -130,18 +132,21 @@ pub fn sync_headers<E: std::error::Error + 'static>(
             ));
         };
         while from <= target {
-            let count = (target - from + 1).min(SYNC_BATCH);
+            let count = (SYNC_BATCH - from % SYNC_BATCH).min(target - from + 1);
             let heights: Vec<u32> = (from..from + count).collect();
             let hashes = source.hashes_at(&heights)?;
             let headers = source.headers(&hashes)?;
+            // The headers are the ones asked for (their hashes match) and link.
             let consistent = headers.len() == hashes.len()
                 && headers
                     .iter()
                     .zip(&hashes)
                     .all(|(h, want)| h.block_hash() == *want)
                 && headers
-                    .windows(2)
-                    .all(|w| w[1].prev_blockhash == w[0].block_hash())
+                    .iter()
+                    .skip(1)
+                    .zip(&hashes)
+                    .all(|(h, prev)| h.prev_blockhash == *prev)
                 && headers
                     .first()
                     .is_some_and(|h| chain.get(&h.prev_blockhash).is_some());
