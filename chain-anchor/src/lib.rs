@@ -15,12 +15,14 @@
 pub mod headers;
 pub mod network;
 pub mod rpc;
+pub mod seal;
 pub mod source;
 pub mod spv;
 pub mod sync;
 
 pub use headers::{BlockStatus, ChainUpdate, HeaderChain, HeaderEntry, HeaderError};
 pub use network::{ChainNetwork, ChainParams};
+pub use seal::{Seal, SealError};
 pub use source::{ChainSource, RpcSource, SourceError};
 pub use spv::{verify_inclusion, Inclusion, SpvError};
 pub use sync::{sync_headers, SyncEvent, SyncOutcome};

@@ -398,3 +398,96 @@ fn reorgs_of_depth_1_and_6_are_reported_exactly_and_survive_restart() {
     let proof = c.tx_out_proof(&[tx.compute_txid()], None).unwrap();
     assert_eq!(proof.header.block_hash(), b2[0]);
 }
+
+/// A seal (chain-anchor's taproot construction) on the devnet: funded like
+/// any output, spendable only through its next-key leaf with the next key's
+/// signature. A signature by another key (the current hot key, say) is
+/// refused by consensus with Core's reject reason; the accepted spend reveals
+/// the next key to anyone who checks it against the seal.
+#[test]
+fn a_seal_spends_only_with_the_next_key() {
+    use bitcoin::hashes::Hash;
+    use bitcoin::key::{Keypair, Secp256k1};
+    use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
+    use bitcoin::taproot::{LeafVersion, TapLeafHash};
+    use bitcoin::{absolute, transaction, Sequence, Transaction, TxIn, Witness};
+    use cairn_chain_anchor::seal::{next_key_script, Seal};
+    use cairn_wallet::kel::Digest;
+
+    let devnet = Devnet::start().unwrap();
+    let c = devnet.client().unwrap();
+    let w = miner();
+    c.generate_to_address(101, &w.address()).unwrap();
+    let secp = Secp256k1::new();
+    let next = Keypair::from_seckey_slice(&secp, &[0x33; 32]).unwrap();
+    let hot = Keypair::from_seckey_slice(&secp, &[0x44; 32]).unwrap();
+    let seal = Seal::new(&secp, Digest([0x5e; 32]), &next.x_only_public_key().0).unwrap();
+
+    let one = Amount::from_btc(1.0).unwrap();
+    let fee = Amount::from_sat(2_000);
+    let fund = w.pay(coinbase_coin(&c, 1), seal.script_pubkey(), one, fee);
+    c.send_raw_transaction(&fund).unwrap();
+    c.generate_to_address(1, &w.address()).unwrap();
+    let prevout = TxOut {
+        value: one,
+        script_pubkey: seal.script_pubkey(),
+    };
+    let spend_with = |signer: &Keypair| {
+        let mut tx = Transaction {
+            version: transaction::Version::TWO,
+            lock_time: absolute::LockTime::ZERO,
+            input: vec![TxIn {
+                previous_output: OutPoint::new(fund.compute_txid(), 0),
+                sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+                ..TxIn::default()
+            }],
+            output: vec![TxOut {
+                value: one - fee,
+                script_pubkey: other().script_pubkey(),
+            }],
+        };
+        let leaf_script = next_key_script(&next.x_only_public_key().0);
+        let leaf = TapLeafHash::from_script(&leaf_script, LeafVersion::TapScript);
+        let sighash = SighashCache::new(&tx)
+            .taproot_script_spend_signature_hash(
+                0,
+                &Prevouts::All(std::slice::from_ref(&prevout)),
+                leaf,
+                TapSighashType::Default,
+            )
+            .unwrap();
+        let msg = bitcoin::secp256k1::Message::from_digest(sighash.to_byte_array());
+        let sig = secp.sign_schnorr_no_aux_rand(&msg, signer);
+        let control = seal
+            .control_block(&secp, &next.x_only_public_key().0)
+            .unwrap();
+        let mut witness = Witness::new();
+        witness.push(sig.as_ref());
+        witness.push(leaf_script.as_bytes());
+        witness.push(control.serialize());
+        tx.input[0].witness = witness;
+        tx
+    };
+
+    let forged = spend_with(&hot);
+    match c.send_raw_transaction(&forged).unwrap_err() {
+        RpcError::Server { code, message, .. } => {
+            assert_eq!(code, codes::VERIFY_REJECTED);
+            assert!(
+                message.starts_with("mandatory-script-verify-flag-failed"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a consensus rejection, got {other}"),
+    }
+
+    let rotation = spend_with(&next);
+    c.send_raw_transaction(&rotation).unwrap();
+    c.generate_to_address(1, &w.address()).unwrap();
+    let mined = c.raw_transaction(&rotation.compute_txid(), None).unwrap();
+    assert_eq!(
+        seal.check_spend(&secp, &mined.input[0].witness),
+        Ok(next.x_only_public_key().0),
+        "the spend reveals the next key"
+    );
+}
