@@ -4,6 +4,7 @@
 pub mod chain;
 pub mod config;
 pub mod datadir;
+pub mod funds;
 pub mod identity;
 pub mod store;
 

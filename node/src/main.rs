@@ -69,6 +69,31 @@ enum Command {
         #[command(subcommand)]
         command: ChainCommand,
     },
+    /// The identity funding wallet (BIP86, from the seed): it pays for anchoring.
+    Wallet {
+        #[command(flatten)]
+        bitcoin: cli::chain::BitcoinArgs,
+        #[command(subcommand)]
+        command: WalletCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WalletCommand {
+    /// A fresh receive address.
+    Address,
+    /// Sync, then show the balance.
+    Balance,
+    /// Pay AMOUNT (BTC, or with a unit: "1000 sat") to ADDRESS; needs the keystore passphrase.
+    Send {
+        /// Where to.
+        address: String,
+        /// How much: BTC, or a number and a unit ("0.001 BTC", "25000 sat").
+        amount: String,
+        /// Fee rate in sat/vB (default: the chain source's estimate, at least 1).
+        #[arg(long, value_name = "SAT_PER_VB")]
+        fee_rate: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -141,6 +166,15 @@ fn run(args: Cli, out: &cli::Output) -> anyhow::Result<()> {
         Command::Chain { bitcoin, command } => match command {
             ChainCommand::Status => cli::chain::status(&ctx, out, &bitcoin),
             ChainCommand::Sync => cli::chain::sync(&ctx, out, &bitcoin),
+        },
+        Command::Wallet { bitcoin, command } => match command {
+            WalletCommand::Address => cli::wallet::address(&ctx, out, &bitcoin),
+            WalletCommand::Balance => cli::wallet::balance(&ctx, out, &bitcoin),
+            WalletCommand::Send {
+                address,
+                amount,
+                fee_rate,
+            } => cli::wallet::send(&ctx, out, &bitcoin, &address, &amount, fee_rate),
         },
     }
 }

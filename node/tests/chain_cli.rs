@@ -4,19 +4,38 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::str::FromStr as _;
 
 use cairn_devnet::{DevWallet, Devnet};
 use serde_json::Value;
 
 fn cairn(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("--data-dir")
+    cairn_with(dir, args, None)
+}
+
+/// `cairn` with the keystore passphrase `pass` in its environment.
+fn cairn_with(dir: &Path, args: &[&str], pass: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    cmd.arg("--data-dir")
         .arg(dir)
         .args(args)
         .env_remove("CAIRN_DATA_DIR")
         .env_remove("CAIRN_RPC_PASSWORD")
-        .output()
-        .expect("run cairn")
+        .env_remove("CAIRN_PASSPHRASE")
+        .stdin(std::process::Stdio::null());
+    if let Some(p) = pass {
+        cmd.env("CAIRN_PASSPHRASE", p);
+    }
+    cmd.output().expect("run cairn")
+}
+
+fn failure(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected a failure: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn ok_json(out: &Output) -> Value {
@@ -134,4 +153,119 @@ fn chain_commands_explain_bad_settings() {
         err.contains("netwrok") && err.contains("cairn.toml"),
         "{err}"
     );
+}
+
+#[test]
+fn the_funding_wallet_receives_and_pays_through_the_cli() {
+    use bitcoin::{Amount, OutPoint};
+    const PASS: &str = "wallet test passphrase";
+
+    let devnet = Devnet::start().unwrap();
+    let rpc = devnet.client().unwrap();
+    let miner = DevWallet::from_secret([5u8; 32]).unwrap();
+    rpc.generate_to_address(101, &miner.address()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    write_config(&dir, &devnet);
+    ok_json(&cairn_with(&dir, &["--json", "init", "--yes"], Some(PASS)));
+
+    // The first address asks for the passphrase once, to set the wallet up from the seed.
+    let out = cairn_with(
+        &dir,
+        &["wallet", "address", "--json"],
+        Some("wrong passphrase"),
+    );
+    assert!(failure(&out).contains("passphrase"));
+    let a = ok_json(&cairn_with(
+        &dir,
+        &["wallet", "address", "--json"],
+        Some(PASS),
+    ));
+    let addr = a["address"].as_str().unwrap().to_string();
+    assert!(addr.starts_with("bcrt1p"), "{addr}");
+    assert_eq!(a["index"], 0);
+    // Until it is used, the same address comes back, and no passphrase is needed.
+    let again = ok_json(&cairn(&dir, &["wallet", "address", "--json"]));
+    assert_eq!(again["address"], addr.as_str());
+
+    // Coins arrive from the devnet's miner.
+    let block1 = rpc.block(&rpc.block_hash(1).unwrap()).unwrap();
+    let cb = &block1.txdata[0];
+    let coin = (OutPoint::new(cb.compute_txid(), 0), cb.output[0].clone());
+    let to = bitcoin::Address::from_str(&addr)
+        .unwrap()
+        .assume_checked()
+        .script_pubkey();
+    let half = Amount::from_btc(0.5).unwrap();
+    rpc.send_raw_transaction(&miner.pay(coin, to, half, Amount::from_sat(2_000)))
+        .unwrap();
+    rpc.generate_to_address(1, &miner.address()).unwrap();
+    let b = ok_json(&cairn(&dir, &["wallet", "balance", "--json"]));
+    assert_eq!(b["confirmed_sat"], 50_000_000);
+    assert_eq!(b["height"], 102);
+    assert!(b["stale"].is_null());
+
+    // Bad input is refused before anything is signed or sent.
+    let payee = DevWallet::from_secret([6u8; 32])
+        .unwrap()
+        .address()
+        .to_string();
+    let mainnet = "bc1p5cyxnuxmeuwuvkwfem96lqzszd02n6xdcjrs20cac6yqjjwudpxqkedrcr";
+    let cases: [(&[&str], &str); 4] = [
+        (&["wallet", "send", mainnet, "0.1"], "not a regtest address"),
+        (&["wallet", "send", &payee, "lots"], "not an amount"),
+        (
+            &["wallet", "send", &payee, "0.1", "--fee-rate", "5000"],
+            "fee rate 5000",
+        ),
+        (&["wallet", "send", &payee, "2"], "nsufficient"),
+    ];
+    for (args, why) in cases {
+        let err = failure(&cairn_with(&dir, args, Some(PASS)));
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+
+    // A payment: the change is pending until the next block.
+    let s = ok_json(&cairn_with(
+        &dir,
+        &[
+            "--json",
+            "wallet",
+            "send",
+            &payee,
+            "20000000 sat",
+            "--fee-rate",
+            "3",
+        ],
+        Some(PASS),
+    ));
+    let fee = s["fee_sat"].as_u64().unwrap();
+    assert!(fee >= 3 * s["vsize"].as_u64().unwrap());
+    let b = ok_json(&cairn(&dir, &["wallet", "balance", "--json"]));
+    assert_eq!(b["confirmed_sat"], 0);
+    assert_eq!(b["pending_sat"], 30_000_000 - fee);
+    let mined = rpc.generate_to_address(1, &miner.address()).unwrap()[0];
+    let txid = s["txid"].as_str().unwrap();
+    assert!(rpc
+        .block(&mined)
+        .unwrap()
+        .txdata
+        .iter()
+        .any(|t| t.compute_txid().to_string() == txid));
+    let b = ok_json(&cairn(&dir, &["wallet", "balance", "--json"]));
+    assert_eq!(b["confirmed_sat"], 30_000_000 - fee);
+
+    // Without the chain source the balance is the last one known, marked stale.
+    let b = ok_json(&cairn(
+        &dir,
+        &[
+            "wallet",
+            "balance",
+            "--json",
+            "--rpc-url",
+            "http://127.0.0.1:1",
+        ],
+    ));
+    assert_eq!(b["confirmed_sat"], 30_000_000 - fee);
+    assert!(b["stale"].as_str().unwrap().contains("unreachable"), "{b}");
 }

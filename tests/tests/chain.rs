@@ -491,3 +491,105 @@ fn a_seal_spends_only_with_the_next_key() {
         "the spend reveals the next key"
     );
 }
+
+#[test]
+fn the_funding_wallet_follows_the_chain_through_a_reorg_a_payment_and_a_restart() {
+    use cairn_node::funds::{identity_descriptors, Funds, FundsError};
+    use cairn_wallet::{MasterKey, SeedPhrase};
+
+    let devnet = Devnet::start().unwrap();
+    let c = devnet.client().unwrap();
+    let w = miner();
+    c.generate_to_address(101, &w.address()).unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = Store::open(store_dir.path()).unwrap();
+    let source = RpcSource::connect(devnet.rpc_config()).unwrap();
+    let mut chain = HeaderChain::new(ChainParams::new(ChainNetwork::Regtest));
+    let phrase = SeedPhrase::parse(
+        "legal winner thank year wave sausage worth useful legal winner thank yellow",
+    )
+    .unwrap();
+    let master = MasterKey::new(&phrase.to_seed(""));
+    let keys = identity_descriptors(&master, ChainNetwork::Regtest).unwrap();
+
+    let mut funds = Funds::create(&store, ChainNetwork::Regtest, &keys).unwrap();
+    let scan = |funds: &mut Funds, chain: &mut HeaderChain| {
+        sync(chain, &source, &store);
+        let r = funds.scan(chain, &source, None, &mut |_, _| {}).unwrap();
+        assert_eq!(funds.tip().hash, chain.tip().hash);
+        r
+    };
+
+    // Coins sent to the wallet's address show up once the block is scanned.
+    let addr = funds.receive_address().unwrap().address;
+    let one = Amount::from_btc(1.0).unwrap();
+    let pay = w.pay(
+        coinbase_coin(&c, 1),
+        addr.script_pubkey(),
+        one,
+        Amount::from_sat(2_000),
+    );
+    c.send_raw_transaction(&pay).unwrap();
+    let mined = c.generate_to_address(1, &w.address()).unwrap()[0];
+    let r = scan(&mut funds, &mut chain);
+    assert_eq!((r.blocks, r.height), (102, 102));
+    assert_eq!(funds.balance().confirmed, one);
+    // The address is used now: the next one differs.
+    assert_ne!(funds.receive_address().unwrap().address, addr);
+
+    // A reorg takes the block away; the payment returns in the new branch.
+    c.invalidate_block(&mined).unwrap();
+    c.generate_to_address(2, &other().address()).unwrap();
+    let r = scan(&mut funds, &mut chain);
+    assert_eq!((r.blocks, r.height), (2, 103));
+    assert_eq!(funds.balance().confirmed, one);
+
+    // Another seed cannot spend; asking for more than there is says so.
+    let to = other().address();
+    let quarter = Amount::from_btc(0.25).unwrap();
+    let rate = bitcoin::FeeRate::from_sat_per_vb_u32(2);
+    let stranger = MasterKey::new(&SeedPhrase::generate(12).unwrap().to_seed(""));
+    assert!(matches!(
+        funds.build_payment(&to, quarter, rate, &stranger),
+        Err(FundsError::WrongSeed)
+    ));
+    let too_much = funds.build_payment(&to, Amount::from_btc(2.0).unwrap(), rate, &master);
+    assert!(
+        matches!(&too_much, Err(FundsError::Build(m)) if m.contains("nsufficient")),
+        "{too_much:?}"
+    );
+
+    // A payment: Core's rules accept it, the change counts as pending.
+    let tx = funds.build_payment(&to, quarter, rate, &master).unwrap();
+    assert!(tx.input.iter().all(|i| i.sequence.is_rbf()));
+    let fee = funds.fee_of(&tx).unwrap();
+    assert!(
+        fee.to_sat() >= tx.vsize() as u64 * 2,
+        "fee {fee} for {} vB",
+        tx.vsize()
+    );
+    let txid = funds.broadcast(&source, tx, unix_now()).unwrap();
+    assert_eq!(funds.balance().confirmed, Amount::ZERO);
+    assert_eq!(funds.balance().trusted_pending, one - quarter - fee);
+
+    // After a restart the wallet remembers the payment and the addresses it gave out.
+    let next = funds.receive_address().unwrap().address;
+    drop(funds);
+    let mut funds = Funds::load(&store, ChainNetwork::Regtest).unwrap().unwrap();
+    assert_eq!(funds.balance().trusted_pending, one - quarter - fee);
+    assert_eq!(funds.receive_address().unwrap().address, next);
+    assert!(Funds::load(&store, ChainNetwork::Testnet4)
+        .unwrap()
+        .is_none());
+
+    let block = c.generate_to_address(1, &w.address()).unwrap()[0];
+    assert!(c
+        .block(&block)
+        .unwrap()
+        .txdata
+        .iter()
+        .any(|t| t.compute_txid() == txid));
+    scan(&mut funds, &mut chain);
+    assert_eq!(funds.balance().confirmed, one - quarter - fee);
+    assert_eq!(funds.balance().trusted_pending, Amount::ZERO);
+}

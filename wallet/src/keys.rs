@@ -160,6 +160,63 @@ impl MasterKey {
         let k = self.derive(&Self::bip86_account_path(coin, account)?)?;
         Ok(Xpub::from_priv(secp(), &k.0))
     }
+
+    /// The output descriptors of BIP86 account `account`: `tr([fp/86'/coin'/account']xprv/0/*)`
+    /// for receiving and `…/1/*` for change, with the master fingerprint as
+    /// key origin so that PSBT signers and other wallets recognise the keys.
+    /// The strings hold the account's private key and are wiped when dropped.
+    pub fn bip86_descriptors(
+        &self,
+        coin: CoinType,
+        account: u32,
+    ) -> Result<Bip86Descriptors, KeyError> {
+        let path = Self::bip86_account_path(coin, account)?;
+        let mut account_key = self.derive(&path)?;
+        // Test networks serialise keys as tprv (BIP32 versions); the key bytes are the same.
+        account_key.0.network = match coin {
+            CoinType::Mainnet => NetworkKind::Main,
+            CoinType::Test => NetworkKind::Test,
+        };
+        let fingerprint = self.0.fingerprint(secp());
+        let origin = path.to_string();
+        let origin = origin.trim_start_matches("m/");
+        let key = Zeroizing::new(account_key.0.to_string());
+        let branch = |b: u32| Zeroizing::new(format!("tr([{fingerprint}/{origin}]{}/{b}/*)", *key));
+        Ok(Bip86Descriptors {
+            external: branch(0),
+            internal: branch(1),
+        })
+    }
+}
+
+impl MasterKey {
+    /// Signs every input of `psbt` whose BIP32 key origin (BIP174/BIP371
+    /// fields) is this master key: ECDSA or Schnorr as the input asks.
+    /// Returns how many inputs were signed.
+    pub fn sign_psbt(&self, psbt: &mut bitcoin::Psbt) -> Result<usize, KeyError> {
+        match psbt.sign(&self.0, secp()) {
+            Ok(signed) => Ok(signed.len()),
+            Err((_, errors)) => Err(KeyError::Derivation(format!(
+                "signing failed for inputs {:?}",
+                errors.keys().collect::<Vec<_>>()
+            ))),
+        }
+    }
+}
+
+/// The two descriptors of a BIP86 account (secret: they hold the account's
+/// extended private key).
+pub struct Bip86Descriptors {
+    /// Receiving addresses, `…/0/*`.
+    pub external: Zeroizing<String>,
+    /// Change addresses, `…/1/*`.
+    pub internal: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for Bip86Descriptors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bip86Descriptors(redacted)")
+    }
 }
 
 /// An extended key parsed from its base58 form.

@@ -33,7 +33,8 @@ pub struct BitcoinArgs {
 }
 
 impl BitcoinArgs {
-    fn settings(&self, ctx: &Context) -> Result<BitcoinConfig> {
+    /// The `[bitcoin]` settings of the data dir with these overrides applied.
+    pub(super) fn settings(&self, ctx: &Context) -> Result<BitcoinConfig> {
         let mut b = Config::load(ctx.dir.root())?.bitcoin;
         if let Some(n) = self.network {
             b.network = n;
@@ -55,7 +56,8 @@ impl BitcoinArgs {
     }
 }
 
-fn connect(settings: &BitcoinConfig) -> Result<RpcSource> {
+/// Connects to the configured chain source (checking its network).
+pub(super) fn connect(settings: &BitcoinConfig) -> Result<RpcSource> {
     let cfg = settings.rpc_config(std::env::var("CAIRN_RPC_PASSWORD").ok())?;
     Ok(RpcSource::connect(cfg)?)
 }
@@ -126,14 +128,25 @@ pub fn status(ctx: &Context, out: &Output, args: &BitcoinArgs) -> Result<()> {
     Ok(())
 }
 
-/// A one-line progress bar on standard error.
-struct Bar {
+/// A one-line progress bar on standard error, drawn only on a terminal.
+pub(super) struct Bar {
     on: bool,
     drawn: bool,
+    unit: &'static str,
 }
 
 impl Bar {
-    fn draw(&mut self, height: u32, target: u32) {
+    /// A bar counting `unit` (shown only when standard error is a terminal
+    /// and the output is not JSON).
+    pub(super) fn new(out: &Output, unit: &'static str) -> Self {
+        Bar {
+            on: std::io::stderr().is_terminal() && !out.json,
+            drawn: false,
+            unit,
+        }
+    }
+
+    pub(super) fn draw(&mut self, height: u32, target: u32) {
         if !self.on {
             return;
         }
@@ -144,16 +157,17 @@ impl Bar {
         };
         let filled = (frac * 30.0).round() as usize;
         eprint!(
-            "\r[{}{}] {:>5.1}%  {height}/{target} headers",
+            "\r[{}{}] {:>5.1}%  {height}/{target} {}",
             "#".repeat(filled.min(30)),
             ".".repeat(30 - filled.min(30)),
-            frac * 100.0
+            frac * 100.0,
+            self.unit
         );
         let _ = std::io::stderr().flush();
         self.drawn = true;
     }
 
-    fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         if self.drawn {
             eprintln!();
             self.drawn = false;
@@ -166,10 +180,7 @@ pub fn sync(ctx: &Context, out: &Output, args: &BitcoinArgs) -> Result<()> {
     let settings = args.settings(ctx)?;
     let store = identity::open_store(&ctx.dir)?;
     let source = connect(&settings)?;
-    let mut bar = Bar {
-        on: std::io::stderr().is_terminal() && !out.json,
-        drawn: false,
-    };
+    let mut bar = Bar::new(out, "headers");
     let mut reorgs = Vec::new();
     let outcome = chain::sync(&store, settings.network, &source, &mut |e| match e {
         SyncEvent::Target { height, hash } => {

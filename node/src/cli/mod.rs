@@ -3,6 +3,7 @@
 pub mod chain;
 mod output;
 mod secrets;
+pub mod wallet;
 
 use std::path::{Path, PathBuf};
 
@@ -125,6 +126,9 @@ pub fn init(ctx: &Context, out: &Output, words: usize, yes: bool, with_bip39: bo
         &pass,
         KdfParams::default(),
     )?;
+    // New words: no coins can have reached their addresses before now, so the
+    // funding wallet need not scan older blocks.
+    store.set_identity_birthday(cairn_node::chain::unix_now())?;
     if out.json {
         let mut v = identity_json(&own);
         v["words"] = json!(*phrase.phrase());
