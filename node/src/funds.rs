@@ -214,8 +214,8 @@ impl std::fmt::Debug for Funds<'_> {
 
 impl<'a> Funds<'a> {
     /// Creates the wallet of `descriptors` on `network` in `store`. Only the
-    /// public descriptors are kept; the returned wallet cannot sign until
-    /// [`Funds::unlock`].
+    /// public descriptors are kept: spending takes the seed again
+    /// ([`Funds::build_payment`]).
     pub fn create(
         store: &'a Store,
         network: ChainNetwork,
@@ -288,8 +288,8 @@ impl<'a> Funds<'a> {
         self.network
     }
 
-    /// The next receive address nobody has been given yet, recorded before it
-    /// is returned.
+    /// The first receive address that has not received coins yet (a new one
+    /// once all revealed ones have), recorded before it is returned.
     pub fn receive_address(&mut self) -> Result<AddressInfo, FundsError> {
         let info = self.wallet.next_unused_address(KeychainKind::External);
         self.persist()?;

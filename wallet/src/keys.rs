@@ -187,9 +187,7 @@ impl MasterKey {
             internal: branch(1),
         })
     }
-}
 
-impl MasterKey {
     /// Signs every input of `psbt` whose BIP32 key origin (BIP174/BIP371
     /// fields) is this master key: ECDSA or Schnorr as the input asks.
     /// Returns how many inputs were signed.
