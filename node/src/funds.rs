@@ -254,18 +254,6 @@ impl<'a> Funds<'a> {
         }))
     }
 
-    /// Loads the wallet, creating it from `master` when there is none yet.
-    pub fn load_or_create(
-        store: &'a Store,
-        network: ChainNetwork,
-        master: &MasterKey,
-    ) -> Result<Self, FundsError> {
-        match Self::load(store, network)? {
-            Some(f) => Ok(f),
-            None => Self::create(store, network, &identity_descriptors(master, network)?),
-        }
-    }
-
     /// Checks that `master` is the seed of this wallet (its descriptors are
     /// the stored ones), so that a wrong seed is reported as such rather than
     /// as inputs left unsigned.

@@ -2,7 +2,7 @@
 
 use anyhow::{Context as _, Result};
 use cairn_chain_anchor::source::ChainSource;
-use cairn_chain_anchor::{HeaderChain, RpcSource, SyncEvent};
+use cairn_chain_anchor::{RpcSource, SyncEvent};
 use cairn_node::chain::{self, unix_now};
 use cairn_node::config::BitcoinConfig;
 use cairn_node::funds::{self, Funds};
@@ -33,7 +33,8 @@ fn open<'s>(
     let pass = ctx.passphrase(Purpose::Existing)?;
     let secrets = identity::unlock_seed(&ctx.dir, own, &pass)?;
     let master = MasterKey::new(&secrets.seed);
-    Ok(Funds::load_or_create(store, settings.network, &master)?)
+    let keys = funds::identity_descriptors(&master, settings.network)?;
+    Ok(Funds::create(store, settings.network, &keys)?)
 }
 
 /// Syncs headers from the source, then scans new blocks into the wallet.
@@ -42,7 +43,7 @@ fn sync(
     store: &Store,
     settings: &BitcoinConfig,
     funds: &mut Funds<'_>,
-) -> Result<(RpcSource, HeaderChain)> {
+) -> Result<RpcSource> {
     let source = connect(settings)?;
     let mut bar = Bar::new(out, "headers");
     let synced = chain::sync(store, settings.network, &source, &mut |e| {
@@ -64,7 +65,7 @@ fn sync(
         height = report.height,
         "funding wallet scanned"
     );
-    Ok((source, chain))
+    Ok(source)
 }
 
 /// `cairn wallet address`.
@@ -149,7 +150,7 @@ pub fn send(
     let amount = funds::parse_amount(amount)?;
     let (store, own) = ctx.load()?;
     let mut funds = open(ctx, &store, &own, &settings)?;
-    let (source, _chain) = sync(out, &store, &settings, &mut funds)?;
+    let source = sync(out, &store, &settings, &mut funds)?;
     let rate = funds::choose_fee_rate(&source, fee_rate)?;
     let pass = ctx.passphrase(Purpose::Existing)?;
     let secrets = identity::unlock_seed(&ctx.dir, &own, &pass)?;
