@@ -7,11 +7,16 @@
 //! * [`rpc`]: a Bitcoin Core JSON-RPC client; [`source`]: the chain-source
 //!   trait it implements; [`sync`]: the loop that pulls headers from a source.
 //!
-//! This crate turns a log into a verdict a person can act on. Today it knows
-//! the verdicts that need no chain (`Unanchored`, `Invalid`); the header chain,
-//! SPV proofs and seal checks of the chain-layer and anchoring work add the
-//! anchored verdicts (`Current`, `Pending`, `Stale`, `Reorged`) on the same type.
+//! * [`seal`]: the taproot output that anchors one establishment event;
+//!   [`anchor`]: anchors, identity bundles and their verification.
+//!
+//! This crate turns a log into a verdict a person can act on:
+//! [`verify_without_chain`] gives the verdicts that need no chain
+//! (`Unanchored`, `Invalid`); [`verify_bundle`] checks a bundle's anchors
+//! against the validated header chain and gives `Current`, `Pending`,
+//! `Stale` or `Reorged` as well.
 
+pub mod anchor;
 pub mod headers;
 pub mod network;
 pub mod rpc;
@@ -20,6 +25,9 @@ pub mod source;
 pub mod spv;
 pub mod sync;
 
+pub use anchor::{
+    verify_bundle, Anchor, AnchorFault, Attestation, Bundle, BundleError, Verification,
+};
 pub use headers::{BlockStatus, ChainUpdate, HeaderChain, HeaderEntry, HeaderError};
 pub use network::{ChainNetwork, ChainParams};
 pub use seal::{Seal, SealError};
@@ -40,6 +48,51 @@ pub enum Verdict {
         /// Rotation index of the current key.
         rotation_index: u32,
     },
+    /// The latest anchored seal is confirmed deeply enough and unspent at
+    /// the tip: its key is current.
+    Current {
+        /// Rotation index of the current key.
+        rotation_index: u32,
+        /// The seal (`txid:vout`).
+        seal: String,
+        /// Height of the block that anchors it.
+        anchor_height: u32,
+        /// Its confirmations at the tip.
+        confirmations: u32,
+        /// The tip it is current as of.
+        tip_height: u32,
+        /// That tip's hash.
+        tip_hash: String,
+    },
+    /// An establishment event is not (yet) confirmed deeply enough.
+    Pending {
+        /// The last rotation index that is confirmed and whose seal is
+        /// unspent, if any (usable meanwhile).
+        rotation_index: Option<u32>,
+        /// The establishment event waiting.
+        pending_index: u32,
+        /// Its confirmations (0: not in a block).
+        confirmations: u32,
+        /// Confirmations required.
+        needed: u32,
+    },
+    /// The latest confirmed seal was spent, by a transaction whose event
+    /// this node does not have (or that does not verify). Fail closed: no key
+    /// of this identity is current until the event that spent it is known.
+    Stale {
+        /// Rotation index of the spent seal.
+        rotation_index: u32,
+        /// The spent seal (`txid:vout`).
+        seal: String,
+    },
+    /// The block of an establishment event's anchor left the best chain:
+    /// the state is back at the event before it.
+    Reorged {
+        /// The rotation index the state is back at (none if the inception left).
+        rotation_index: Option<u32>,
+        /// The establishment event whose anchor left the best chain.
+        left_index: u32,
+    },
     /// The log does not verify.
     Invalid {
         /// Position of the first failing event.
@@ -58,6 +111,28 @@ impl std::fmt::Display for Verdict {
                 f,
                 "unanchored: the log is valid (rotation {rotation_index}) but not anchored in Bitcoin; trust it only as far as you trust how you got it"
             ),
+            Verdict::Current { rotation_index, anchor_height, confirmations, tip_height, tip_hash, .. } => write!(
+                f,
+                "current: rotation {rotation_index}, anchored at height {anchor_height} ({confirmations} confirmations), seal unspent as of block {tip_height} ({tip_hash})"
+            ),
+            Verdict::Pending { rotation_index, pending_index, confirmations, needed } => {
+                write!(f, "pending: establishment event {pending_index} has {confirmations} of {needed} confirmations; ")?;
+                match rotation_index {
+                    Some(i) => write!(f, "rotation {i} stays current until then"),
+                    None => write!(f, "nothing is anchored yet"),
+                }
+            }
+            Verdict::Stale { rotation_index, seal } => write!(
+                f,
+                "stale: the seal of rotation {rotation_index} ({seal}) was spent by a transaction whose key event this node does not have; do not trust any key of this identity until its newer log is known"
+            ),
+            Verdict::Reorged { rotation_index, left_index } => {
+                write!(f, "reorged: the anchor of establishment event {left_index} left the best chain; ")?;
+                match rotation_index {
+                    Some(i) => write!(f, "back at rotation {i}"),
+                    None => write!(f, "nothing is anchored"),
+                }
+            }
             Verdict::Invalid { position, kind, reason } => write!(f, "invalid: event {position} ({kind}): {reason}"),
         }
     }

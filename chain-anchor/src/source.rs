@@ -52,10 +52,22 @@ pub trait ChainSource {
         txid: &Txid,
         block: Option<&BlockHash>,
     ) -> Result<Transaction, SourceError>;
-    /// A BIP37 inclusion proof of `txid` in `block`.
-    fn inclusion_proof(&self, txid: &Txid, block: &BlockHash) -> Result<MerkleBlock, SourceError>;
-    /// The output if it is unspent at the source's tip (mempool spends count).
-    fn unspent(&self, outpoint: &OutPoint) -> Result<Option<UnspentOutput>, SourceError>;
+    /// A BIP37 inclusion proof of `txid` in `block`; without `block`, in
+    /// the block the source finds for it (Bitcoin Core finds it while an
+    /// output of the transaction is unspent, or always with `-txindex`).
+    fn inclusion_proof(
+        &self,
+        txid: &Txid,
+        block: Option<&BlockHash>,
+    ) -> Result<MerkleBlock, SourceError>;
+    /// The output if it is unspent at the source's tip; with
+    /// `include_mempool`, an output spent by a mempool transaction counts as
+    /// spent (and one created by it as unspent).
+    fn unspent(
+        &self,
+        outpoint: &OutPoint,
+        include_mempool: bool,
+    ) -> Result<Option<UnspentOutput>, SourceError>;
     /// Broadcasts a transaction.
     fn broadcast(&self, tx: &Transaction) -> Result<Txid, SourceError>;
     /// A fee rate expected to confirm within `target_blocks`, if the source has one.
@@ -123,12 +135,20 @@ impl ChainSource for RpcSource {
         Ok(self.client.raw_transaction(txid, block)?)
     }
 
-    fn inclusion_proof(&self, txid: &Txid, block: &BlockHash) -> Result<MerkleBlock, SourceError> {
-        Ok(self.client.tx_out_proof(&[*txid], Some(block))?)
+    fn inclusion_proof(
+        &self,
+        txid: &Txid,
+        block: Option<&BlockHash>,
+    ) -> Result<MerkleBlock, SourceError> {
+        Ok(self.client.tx_out_proof(&[*txid], block)?)
     }
 
-    fn unspent(&self, outpoint: &OutPoint) -> Result<Option<UnspentOutput>, SourceError> {
-        Ok(self.client.tx_out(outpoint, true)?)
+    fn unspent(
+        &self,
+        outpoint: &OutPoint,
+        include_mempool: bool,
+    ) -> Result<Option<UnspentOutput>, SourceError> {
+        Ok(self.client.tx_out(outpoint, include_mempool)?)
     }
 
     fn broadcast(&self, tx: &Transaction) -> Result<Txid, SourceError> {

@@ -155,6 +155,13 @@ pub fn check_proof(
         deserialize(proof).map_err(|e| SpvError::MalformedProof(e.to_string()))?;
     let tx: Transaction =
         deserialize(raw_tx).map_err(|e| SpvError::MalformedTransaction(e.to_string()))?;
+    let txid = check_decoded(&mb, &tx)?;
+    Ok((mb, tx, txid))
+}
+
+/// [`check_proof`] for values already decoded: returns the txid of `tx`
+/// once `mb` is shown to prove it.
+pub fn check_decoded(mb: &MerkleBlock, tx: &Transaction) -> Result<Txid, SpvError> {
     if tx.base_size() == 64 {
         return Err(SpvError::SixtyFourByteTransaction);
     }
@@ -168,7 +175,7 @@ pub fn check_proof(
             proven: matches,
         });
     }
-    Ok((mb, tx, txid))
+    Ok(txid)
 }
 
 /// Verifies that `raw_tx` is in a block of `chain`'s best chain with at least
@@ -180,6 +187,28 @@ pub fn verify_inclusion(
     min_confirmations: u32,
 ) -> Result<Inclusion, SpvError> {
     let (mb, tx, txid) = check_proof(proof, raw_tx)?;
+    locate(chain, &mb, tx, txid, min_confirmations)
+}
+
+/// [`verify_inclusion`] for values already decoded.
+pub fn verify_decoded(
+    chain: &HeaderChain,
+    mb: &MerkleBlock,
+    tx: &Transaction,
+    min_confirmations: u32,
+) -> Result<Inclusion, SpvError> {
+    let txid = check_decoded(mb, tx)?;
+    locate(chain, mb, tx.clone(), txid, min_confirmations)
+}
+
+/// Places a checked proof's block in `chain`.
+fn locate(
+    chain: &HeaderChain,
+    mb: &MerkleBlock,
+    tx: Transaction,
+    txid: Txid,
+    min_confirmations: u32,
+) -> Result<Inclusion, SpvError> {
     let block = mb.header.block_hash();
     match chain.status(&block) {
         BlockStatus::Unknown => Err(SpvError::UnknownBlock(block)),

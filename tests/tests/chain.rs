@@ -158,12 +158,15 @@ fn rpc_client_speaks_every_method_to_the_devnet() {
     assert_eq!(proof.header.block_hash(), confirming[0]);
     let inc = verify_inclusion(&chain, &serialize(&proof), &serialize(&spend), 6).unwrap();
     assert_eq!((inc.height, inc.confirmations), (102, 6));
-    let via_trait = source.inclusion_proof(&txid, &confirming[0]).unwrap();
+    let via_trait = source.inclusion_proof(&txid, Some(&confirming[0])).unwrap();
     assert_eq!(via_trait, proof);
 
     // The new output is unspent at the tip.
     let paid = OutPoint::new(txid, 0);
-    assert_eq!(source.unspent(&paid).unwrap().unwrap().confirmations, 6);
+    assert_eq!(
+        source.unspent(&paid, true).unwrap().unwrap().confirmations,
+        6
+    );
 }
 
 #[test]

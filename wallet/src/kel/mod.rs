@@ -11,7 +11,7 @@
 //! See `docs/adr/0002-establishment-chain.md` for why establishment events do not chain
 //! through interaction events.
 
-mod codec;
+pub mod codec;
 mod event;
 mod log;
 mod verify;
