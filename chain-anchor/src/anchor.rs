@@ -263,6 +263,8 @@ fn bounded<'a>(
 /// rotation is not yet anchored).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bundle {
+    /// Genesis hash of the chain the anchors are in.
+    pub genesis: BlockHash,
     /// The log.
     pub log: KeyEventLog,
     /// `anchors[i]` anchors establishment event `i`.
@@ -270,12 +272,13 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    /// Binary encoding: `"CAIRNBDL" ‖ version ‖ u32 len ‖ log ‖ u16 count ‖ (u32 len ‖ anchor)*`.
+    /// Binary encoding: `"CAIRNBDL" ‖ version ‖ genesis[32] ‖ u32 len ‖ log ‖ u16 count ‖ (u32 len ‖ anchor)*`.
     pub fn encode(&self) -> Vec<u8> {
         let log = self.log.encode();
         let mut out = Vec::with_capacity(16 + log.len() + self.anchors.len() * 400);
         out.extend_from_slice(BUNDLE_MAGIC);
         out.push(BUNDLE_VERSION);
+        out.extend_from_slice(self.genesis.as_byte_array());
         out.extend_from_slice(&(log.len() as u32).to_be_bytes());
         out.extend_from_slice(&log);
         out.extend_from_slice(&(self.anchors.len() as u16).to_be_bytes());
@@ -304,6 +307,7 @@ impl Bundle {
         if version != BUNDLE_VERSION {
             return Err(DecodeError::UnknownVersion(version).into());
         }
+        let genesis = BlockHash::from_byte_array(r.array()?);
         let log = KeyEventLog::decode(bounded(&mut r, "log", MAX_BUNDLE_LEN)?)?;
         let count = usize::from(r.u16()?);
         if count > MAX_ANCHORS {
@@ -320,7 +324,11 @@ impl Bundle {
             anchors.push(Anchor::decode(bytes, index)?);
         }
         r.finish()?;
-        Ok(Bundle { log, anchors })
+        Ok(Bundle {
+            genesis,
+            log,
+            anchors,
+        })
     }
 
     /// The compact text form: [`BUNDLE_TEXT_PREFIX`] then base64url (no
@@ -469,6 +477,17 @@ pub fn verify_bundle<E>(
     if bundle.anchors.is_empty() {
         return done(Verdict::Unanchored {
             rotation_index: state.rotation_index(),
+        });
+    }
+    let ours = chain.at_height(0).map(|g| g.hash);
+    if ours != Some(bundle.genesis) {
+        return done(Verdict::Invalid {
+            position: 0,
+            kind: "bundle",
+            reason: format!(
+                "the anchors are in the chain with genesis {}, not the one this node follows",
+                bundle.genesis
+            ),
         });
     }
     let secp = Secp256k1::verification_only();

@@ -158,6 +158,7 @@ impl Fixture {
 
     fn bundle(&self, anchors: Vec<Anchor>) -> Bundle {
         Bundle {
+            genesis: self.chain.at_height(0).unwrap().hash,
             log: self.log.clone(),
             anchors,
         }
@@ -260,8 +261,8 @@ fn bundles_round_trip_in_binary_and_text_and_damage_is_caught() {
         Err(BundleError::Decode(DecodeError::UnknownVersion(9)))
     );
     // Unknown anchor flags: the flags byte follows the 32-byte leaf hash.
-    let log_len = u32::from_be_bytes(bytes[9..13].try_into().unwrap()) as usize;
-    let flags_at = 13 + log_len + 2 + 4 + 32;
+    let log_len = u32::from_be_bytes(bytes[41..45].try_into().unwrap()) as usize;
+    let flags_at = 45 + log_len + 2 + 4 + 32;
     let mut flags = bytes.clone();
     flags[flags_at] |= 0x80;
     assert!(matches!(
@@ -426,6 +427,7 @@ fn forged_bundles_are_invalid_with_the_reason() {
     raw[last] ^= 1;
     events[1] = cairn_wallet::SignedEvent::decode(&raw).unwrap();
     let forged = Bundle {
+        genesis: good.genesis,
         log: KeyEventLog::new(events),
         anchors: good.anchors.clone(),
     };
@@ -435,6 +437,7 @@ fn forged_bundles_are_invalid_with_the_reason() {
     let mut events = f.log.events().to_vec();
     events.remove(1);
     let forged = Bundle {
+        genesis: good.genesis,
         log: KeyEventLog::new(events),
         anchors: vec![a0.clone()],
     };
@@ -528,6 +531,13 @@ fn forged_bundles_are_invalid_with_the_reason() {
         reason.contains("the inclusion proof: the proof proves"),
         "{reason}"
     );
+
+    // Anchors in another chain.
+    let mut elsewhere = good.clone();
+    elsewhere.genesis = ChainParams::new(ChainNetwork::Mainnet).genesis_hash();
+    let (position, reason) = invalid_reason(&f.verify(&elsewhere, 1, true));
+    assert_eq!(position, 0);
+    assert!(reason.contains("genesis"), "{reason}");
 
     // More anchors than establishment events.
     let mut small = Fixture::new(0);

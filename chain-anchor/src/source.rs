@@ -8,7 +8,7 @@ use bitcoin::merkle_tree::MerkleBlock;
 use bitcoin::{Block, BlockHash, FeeRate, OutPoint, Transaction, Txid};
 
 use crate::network::ChainNetwork;
-use crate::rpc::{RpcClient, RpcConfig, RpcError, TxOutInfo};
+use crate::rpc::{codes, RpcClient, RpcConfig, RpcError, TxOutInfo};
 
 /// Why a source could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -55,11 +55,13 @@ pub trait ChainSource {
     /// A BIP37 inclusion proof of `txid` in `block`; without `block`, in
     /// the block the source finds for it (Bitcoin Core finds it while an
     /// output of the transaction is unspent, or always with `-txindex`).
+    /// `None` when the source finds no block holding it (unconfirmed,
+    /// reorged out, or unknown).
     fn inclusion_proof(
         &self,
         txid: &Txid,
         block: Option<&BlockHash>,
-    ) -> Result<MerkleBlock, SourceError>;
+    ) -> Result<Option<MerkleBlock>, SourceError>;
     /// The output if it is unspent at the source's tip; with
     /// `include_mempool`, an output spent by a mempool transaction counts as
     /// spent (and one created by it as unspent).
@@ -139,8 +141,13 @@ impl ChainSource for RpcSource {
         &self,
         txid: &Txid,
         block: Option<&BlockHash>,
-    ) -> Result<MerkleBlock, SourceError> {
-        Ok(self.client.tx_out_proof(&[*txid], block)?)
+    ) -> Result<Option<MerkleBlock>, SourceError> {
+        match self.client.tx_out_proof(&[*txid], block) {
+            Ok(p) => Ok(Some(p)),
+            // "Transaction not yet in block" / "not found in specified block".
+            Err(e) if e.code() == Some(codes::INVALID_ADDRESS_OR_KEY) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn unspent(

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use bdk_wallet::chain::{BlockId, Merge as _};
 use bdk_wallet::miniscript::descriptor::{Descriptor, DescriptorPublicKey, KeyMap};
 use bdk_wallet::{
-    AddressInfo, Balance, ChangeSet, KeychainKind, PersistedWallet, SignOptions, Wallet,
-    WalletPersister,
+    AddressInfo, Balance, ChangeSet, KeychainKind, PersistedWallet, SignOptions, TxOrdering,
+    Wallet, WalletPersister,
 };
-use bitcoin::{Address, Amount, Block, FeeRate, Transaction, Txid};
+use bitcoin::{Address, Amount, Block, FeeRate, ScriptBuf, Transaction, Txid};
 use cairn_chain_anchor::source::{ChainSource, SourceError};
 use cairn_chain_anchor::{ChainNetwork, HeaderChain};
 use cairn_wallet::keys::{Bip86Descriptors, CoinType, KeyError, FUNDS_ACCOUNT_IDENTITY};
@@ -382,11 +382,45 @@ impl<'a> Funds<'a> {
         fee_rate: FeeRate,
         master: &MasterKey,
     ) -> Result<Transaction, FundsError> {
+        self.build_to(
+            &to.script_pubkey(),
+            amount,
+            fee_rate,
+            master,
+            TxOrdering::Shuffle,
+        )
+    }
+
+    /// Like [`Funds::build_payment`], paying `amount` to the seal `script`
+    /// as output 0 (where verifiers look for a seal); change follows it.
+    pub fn build_seal_funding(
+        &mut self,
+        script: &ScriptBuf,
+        amount: Amount,
+        fee_rate: FeeRate,
+        master: &MasterKey,
+    ) -> Result<Transaction, FundsError> {
+        let tx = self.build_to(script, amount, fee_rate, master, TxOrdering::Untouched)?;
+        if tx.output.first().map(|o| &o.script_pubkey) != Some(script) {
+            return Err(FundsError::Build("the seal is not output 0".into()));
+        }
+        Ok(tx)
+    }
+
+    fn build_to(
+        &mut self,
+        script: &ScriptBuf,
+        amount: Amount,
+        fee_rate: FeeRate,
+        master: &MasterKey,
+        ordering: TxOrdering,
+    ) -> Result<Transaction, FundsError> {
         self.check_seed(master)?;
         let mut builder = self.wallet.build_tx();
         builder
-            .add_recipient(to.script_pubkey(), amount)
-            .fee_rate(fee_rate);
+            .add_recipient(script.clone(), amount)
+            .fee_rate(fee_rate)
+            .ordering(ordering);
         let mut psbt = builder
             .finish()
             .map_err(|e| FundsError::Build(e.to_string()))?;

@@ -1,6 +1,7 @@
 //! The Cairn node: its data directory, RocksDB store and own identity. The
 //! `cairn` command line (in `main.rs`) is a thin layer over this library.
 
+pub mod anchoring;
 pub mod chain;
 pub mod config;
 pub mod datadir;

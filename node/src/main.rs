@@ -50,7 +50,34 @@ enum Command {
         bip39_passphrase: bool,
     },
     /// Show this node's identity: id, fingerprint, rotation index and keys.
-    Id,
+    Id {
+        #[command(flatten)]
+        bitcoin: cli::chain::BitcoinArgs,
+        #[command(subcommand)]
+        command: Option<IdCommand>,
+    },
+    /// Anchor this identity in Bitcoin: create the inception seal from the
+    /// funding wallet, broadcast it and wait for its confirmations.
+    Anchor {
+        #[command(flatten)]
+        bitcoin: cli::chain::BitcoinArgs,
+        /// Fee rate in sat/vB (default: the chain source's estimate).
+        #[arg(long, value_name = "SAT_PER_VB")]
+        fee_rate: Option<u64>,
+        /// What the seal holds, paying for later rotations (default 10000 sat).
+        #[arg(long, value_name = "AMOUNT")]
+        seal_value: Option<String>,
+        /// Broadcast (or check) and return without waiting for confirmations.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Other people's identities: add their bundles, check them against Bitcoin.
+    Contact {
+        #[command(flatten)]
+        bitcoin: cli::chain::BitcoinArgs,
+        #[command(subcommand)]
+        command: ContactCommand,
+    },
     /// Show the safety number between this identity and another, to compare out of band.
     SafetyNumber {
         /// The other identity's id (cairn1…).
@@ -75,6 +102,36 @@ enum Command {
         bitcoin: cli::chain::BitcoinArgs,
         #[command(subcommand)]
         command: WalletCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum IdCommand {
+    /// Print the identity bundle (log and seal proofs) as a text string to
+    /// share, and write it to FILE when given.
+    Export {
+        /// Also write the binary bundle here.
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContactCommand {
+    /// Add (or update) a contact from its bundle: the text string or a file.
+    Add {
+        /// The bundle text (cairn-bundle:…) or a file holding it.
+        bundle: String,
+        /// A name to call the contact by.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List contacts.
+    List,
+    /// Check a contact's key against Bitcoin: current, pending, stale,
+    /// reorged, invalid or unanchored.
+    Verify {
+        /// Identity id or contact name.
+        contact: String,
     },
 }
 
@@ -158,7 +215,34 @@ fn run(args: Cli, out: &cli::Output) -> anyhow::Result<()> {
             bip39_passphrase,
         } => cli::init(&ctx, out, words, yes, bip39_passphrase),
         Command::Restore { bip39_passphrase } => cli::restore(&ctx, out, bip39_passphrase),
-        Command::Id => cli::show_id(&ctx, out),
+        Command::Id { bitcoin, command } => match command {
+            None => cli::show_id(&ctx, out),
+            Some(IdCommand::Export { file }) => {
+                cli::anchor::export(&ctx, out, &bitcoin, file.as_deref())
+            }
+        },
+        Command::Anchor {
+            bitcoin,
+            fee_rate,
+            seal_value,
+            no_wait,
+        } => cli::anchor::anchor(
+            &ctx,
+            out,
+            &bitcoin,
+            fee_rate,
+            seal_value.as_deref(),
+            no_wait,
+        ),
+        Command::Contact { bitcoin, command } => match command {
+            ContactCommand::Add { bundle, name } => {
+                cli::anchor::add(&ctx, out, &bitcoin, &bundle, name.as_deref())
+            }
+            ContactCommand::List => cli::anchor::list(&ctx, out),
+            ContactCommand::Verify { contact } => {
+                cli::anchor::verify(&ctx, out, &bitcoin, &contact)
+            }
+        },
         Command::SafetyNumber { id } => cli::safety_number(&ctx, out, &id),
         Command::Log(LogCommand::Export { file }) => cli::log_export(&ctx, out, &file),
         Command::Log(LogCommand::Verify { file }) => cli::log_verify(out, &file),

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use bitcoin::hashes::Hash as _;
 use cairn_chain_anchor::headers::{decode_chunk, ChainUpdate, HeaderChain, HeaderEntry, CHUNK_LEN};
-use cairn_chain_anchor::ChainParams;
+use cairn_chain_anchor::{Anchor, ChainNetwork, ChainParams};
 use cairn_wallet::kel::{DecodeError, KeyEventLog, SignedEvent};
 use cairn_wallet::IdentityId;
 use rocksdb::{
@@ -29,8 +29,31 @@ pub const CF_HEADERS: &str = "headers";
 /// `network ‖ 0x00 ‖ b'c' ‖ sequence (u64 BE)` → one BDK wallet changeset
 /// (JSON), appended in order and merged on load.
 pub const CF_FUNDS: &str = "funds";
+/// Column family of anchors, per network (Core's chain name):
+/// `network ‖ 0x00 ‖ identity id (32) ‖ establishment index (u32 BE)` →
+/// [`Anchor::encode`].
+pub const CF_ANCHORS: &str = "anchors";
+/// Column family of contacts: `identity id (32)` → [`ContactRecord`] (JSON).
+/// Their logs are in [`CF_KEL`] and their anchors in [`CF_ANCHORS`].
+pub const CF_CONTACTS: &str = "contacts";
 /// Every column family, in creation order.
-pub const COLUMN_FAMILIES: [&str; 4] = [CF_META, CF_KEL, CF_HEADERS, CF_FUNDS];
+pub const COLUMN_FAMILIES: [&str; 6] = [
+    CF_META,
+    CF_KEL,
+    CF_HEADERS,
+    CF_FUNDS,
+    CF_ANCHORS,
+    CF_CONTACTS,
+];
+
+/// What the node keeps about a contact besides its log and anchors.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ContactRecord {
+    /// The name the user gave, if any.
+    pub name: Option<String>,
+    /// When the contact was added (Unix seconds).
+    pub added: u64,
+}
 
 const KEY_SCHEMA: &[u8] = b"schema_version";
 const KEY_OWN_ID: &[u8] = b"own_identity";
@@ -411,6 +434,122 @@ fn side_key(hash: &bitcoin::BlockHash) -> [u8; 33] {
     let mut k = [b's'; 33];
     k[1..].copy_from_slice(hash.as_byte_array());
     k
+}
+
+fn anchor_key(network: ChainNetwork, id: &IdentityId, index: u32) -> Vec<u8> {
+    let mut k = network.core_chain_name().as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&id.0);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+impl Store {
+    /// The anchors of `id`'s establishment events on `network`, in order.
+    pub fn anchors(
+        &self,
+        network: ChainNetwork,
+        id: &IdentityId,
+    ) -> Result<Vec<Anchor>, StoreError> {
+        let cf = self.cf(CF_ANCHORS);
+        let start = anchor_key(network, id, 0);
+        let prefix = &start[..start.len() - 4];
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if k[prefix.len()..] != (out.len() as u32).to_be_bytes() {
+                return Err(StoreError::Corrupt(format!(
+                    "anchor {} of {id} is missing",
+                    out.len()
+                )));
+            }
+            let anchor = Anchor::decode(&v, out.len())
+                .map_err(|e| StoreError::Corrupt(format!("anchor of {id}: {e}")))?;
+            out.push(anchor);
+        }
+        Ok(out)
+    }
+
+    /// Stores anchor `index` of `id` on `network` (synced: a broadcast seal
+    /// transaction must never be forgotten).
+    pub fn put_anchor(
+        &self,
+        network: ChainNetwork,
+        id: &IdentityId,
+        index: u32,
+        anchor: &Anchor,
+    ) -> Result<(), StoreError> {
+        self.db.put_cf_opt(
+            self.cf(CF_ANCHORS),
+            anchor_key(network, id, index),
+            anchor.encode(),
+            &synced(),
+        )?;
+        Ok(())
+    }
+
+    /// Stores a contact's log, anchors and record in one synced batch,
+    /// replacing what was stored for `id`.
+    pub fn put_contact(
+        &self,
+        network: ChainNetwork,
+        id: &IdentityId,
+        log: &KeyEventLog,
+        anchors: &[Anchor],
+        record: &ContactRecord,
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        self.log_into_batch(&mut batch, id, log)?;
+        let cf = self.cf(CF_ANCHORS);
+        batch.delete_range_cf(
+            cf,
+            anchor_key(network, id, 0),
+            anchor_key(network, id, u32::MAX),
+        );
+        batch.delete_cf(cf, anchor_key(network, id, u32::MAX));
+        for (i, a) in anchors.iter().enumerate() {
+            batch.put_cf(cf, anchor_key(network, id, i as u32), a.encode());
+        }
+        let json = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        batch.put_cf(self.cf(CF_CONTACTS), id.0, json);
+        self.db.write_opt(batch, &synced())?;
+        Ok(())
+    }
+
+    /// The record of contact `id`, if it is one.
+    pub fn contact(&self, id: &IdentityId) -> Result<Option<ContactRecord>, StoreError> {
+        self.db
+            .get_cf(self.cf(CF_CONTACTS), id.0)?
+            .map(|v| decode_contact(&v))
+            .transpose()
+    }
+
+    /// Every contact, by id.
+    pub fn contacts(&self) -> Result<Vec<(IdentityId, ContactRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_CONTACTS), IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            let id: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("contact key".into()))?;
+            out.push((IdentityId(id), decode_contact(&v)?));
+        }
+        Ok(out)
+    }
+}
+
+fn decode_contact(v: &[u8]) -> Result<ContactRecord, StoreError> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(format!("contact record: {e}")))
 }
 
 fn kel_key(id: &IdentityId, position: u32) -> [u8; 36] {

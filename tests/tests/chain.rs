@@ -11,49 +11,13 @@ use bitcoin::{Amount, BlockHash, OutPoint, ScriptBuf, TxOut};
 use cairn_chain_anchor::rpc::{codes, RpcAuth, RpcClient, RpcError};
 use cairn_chain_anchor::source::ChainSource;
 use cairn_chain_anchor::{
-    sync_headers, verify_inclusion, ChainNetwork, ChainParams, HeaderChain, RpcSource, SyncEvent,
+    verify_inclusion, ChainNetwork, ChainParams, HeaderChain, RpcSource, SyncEvent,
 };
 use cairn_devnet::{DevWallet, Devnet};
 use cairn_node::chain::unix_now;
 use cairn_node::Store;
+use cairn_tests::{coinbase_coin, miner, other, reason, sync};
 use zeroize::Zeroizing;
-
-fn miner() -> DevWallet {
-    DevWallet::from_secret([7u8; 32]).unwrap()
-}
-
-fn other() -> DevWallet {
-    DevWallet::from_secret([9u8; 32]).unwrap()
-}
-
-/// The RPC code and reject reason of a refused call.
-fn reason(e: RpcError) -> (i64, String) {
-    match e {
-        RpcError::Server { code, message, .. } => (code, message),
-        other => panic!("expected a server error, got {other}"),
-    }
-}
-
-/// The coinbase output of the block at `height` (paying `w`).
-fn coinbase_coin(c: &RpcClient, height: u32) -> (OutPoint, TxOut) {
-    let block = c.block(&c.block_hash(height).unwrap()).unwrap();
-    let cb = &block.txdata[0];
-    (OutPoint::new(cb.compute_txid(), 0), cb.output[0].clone())
-}
-
-/// Syncs `chain` from the devnet, persisting into `store`; returns the events.
-fn sync(chain: &mut HeaderChain, source: &RpcSource, store: &Store) -> Vec<SyncEvent> {
-    let mut events = Vec::new();
-    sync_headers(
-        chain,
-        source,
-        &unix_now,
-        &mut |update, chain| store.apply_chain_update(update, chain),
-        &mut |e| events.push(e),
-    )
-    .unwrap();
-    events
-}
 
 #[test]
 fn rpc_client_speaks_every_method_to_the_devnet() {
@@ -158,7 +122,10 @@ fn rpc_client_speaks_every_method_to_the_devnet() {
     assert_eq!(proof.header.block_hash(), confirming[0]);
     let inc = verify_inclusion(&chain, &serialize(&proof), &serialize(&spend), 6).unwrap();
     assert_eq!((inc.height, inc.confirmations), (102, 6));
-    let via_trait = source.inclusion_proof(&txid, Some(&confirming[0])).unwrap();
+    let via_trait = source
+        .inclusion_proof(&txid, Some(&confirming[0]))
+        .unwrap()
+        .unwrap();
     assert_eq!(via_trait, proof);
 
     // The new output is unspent at the tip.

@@ -1,5 +1,6 @@
 //! The commands of `cairn`, over the node library.
 
+pub mod anchor;
 pub mod chain;
 mod output;
 mod secrets;

@@ -17,7 +17,7 @@ use super::{Context, Output};
 
 /// The wallet of the configured network; created from the seed (asking for
 /// the keystore passphrase) the first time.
-fn open<'s>(
+pub(super) fn open<'s>(
     ctx: &Context,
     store: &'s Store,
     own: &OwnIdentity,
@@ -38,7 +38,7 @@ fn open<'s>(
 }
 
 /// Syncs headers from the source, then scans new blocks into the wallet.
-fn sync(
+pub(super) fn sync(
     out: &Output,
     store: &Store,
     settings: &BitcoinConfig,

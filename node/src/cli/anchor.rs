@@ -1,0 +1,405 @@
+//! `cairn anchor`, `cairn id export`, `cairn contact add|list|verify`:
+//! anchoring the own identity in Bitcoin, and bundles of other identities.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use cairn_chain_anchor::anchor::{BUNDLE_MAGIC, BUNDLE_TEXT_PREFIX, MAX_BUNDLE_LEN};
+use cairn_chain_anchor::source::ChainSource;
+use cairn_chain_anchor::{Bundle, ChainNetwork, ChainParams, Verdict};
+use cairn_node::anchoring::{self, Standing, DEFAULT_SEAL_VALUE};
+use cairn_node::chain::{self, unix_now};
+use cairn_node::funds;
+use cairn_node::identity;
+use cairn_node::store::ContactRecord;
+use cairn_node::Store;
+use cairn_wallet::{IdentityId, MasterKey};
+use serde_json::json;
+
+use super::chain::{connect, BitcoinArgs};
+use super::output::Reported;
+use super::secrets::Purpose;
+use super::{hex, wallet, Context, Output};
+
+/// How often `cairn anchor` looks for new blocks while it waits.
+fn poll_interval(network: ChainNetwork) -> Duration {
+    match network {
+        ChainNetwork::Regtest => Duration::from_millis(500),
+        _ => Duration::from_secs(30),
+    }
+}
+
+/// `cairn anchor`.
+pub fn anchor(
+    ctx: &Context,
+    out: &Output,
+    args: &BitcoinArgs,
+    fee_rate: Option<u64>,
+    seal_value: Option<&str>,
+    no_wait: bool,
+) -> Result<()> {
+    let settings = args.settings(ctx)?;
+    let network = settings.network;
+    let value = match seal_value {
+        Some(v) => funds::parse_amount(v)?,
+        None => DEFAULT_SEAL_VALUE,
+    };
+    let (store, own) = ctx.load()?;
+    let id = own.state.id;
+    let mut wallet = wallet::open(ctx, &store, &own, &settings)?;
+    let source = wallet::sync(out, &store, &settings, &mut wallet)?;
+    let existing = store.anchors(network, &id)?;
+    let txid = match existing.first() {
+        Some(a) => {
+            if !out.json {
+                out.line(&format!(
+                    "The inception seal was broadcast before: transaction {}.",
+                    a.txid()
+                ));
+            }
+            a.txid()
+        }
+        None => {
+            let rate = funds::choose_fee_rate(&source, fee_rate)?;
+            let pass = ctx.passphrase(Purpose::Existing)?;
+            let secrets = identity::unlock_seed(&ctx.dir, &own, &pass)?;
+            let master = MasterKey::new(&secrets.seed);
+            drop(secrets);
+            let anchor = anchoring::build_inception(&mut wallet, &master, &own, value, rate)?;
+            drop(master);
+            let fee = wallet.fee_of(&anchor.tx);
+            let vsize = anchor.tx.vsize();
+            let txid = anchoring::publish_inception(
+                &store,
+                &mut wallet,
+                &source,
+                &own,
+                &anchor,
+                unix_now(),
+            )
+            .with_context(|| format!("broadcasting through {}", source.describe()))?;
+            if !out.json {
+                out.line(&format!(
+                    "Broadcast the inception seal: transaction {txid}, {value} in the seal, {vsize} vB{}.",
+                    fee.map(|f| format!(", fee {f}")).unwrap_or_default()
+                ));
+            }
+            txid
+        }
+    };
+    let need = settings.confirmations.max(1);
+    let mut shown = None;
+    let standing = loop {
+        chain::sync(&store, network, &source, &mut |_| {})
+            .with_context(|| format!("syncing headers from {}", source.describe()))?;
+        let chain = chain::load(&store, network)?;
+        let (_, standing) = anchoring::refresh_stored(&store, network, &id, &chain, &source)?;
+        let standing = standing.unwrap_or(Standing::Unconfirmed);
+        let have = match standing {
+            Standing::Unconfirmed => 0,
+            Standing::Confirmed { confirmations, .. } => confirmations,
+        };
+        if have >= need || no_wait {
+            break standing;
+        }
+        if !out.json && shown != Some(have) {
+            out.line(&format!(
+                "Waiting for {need} confirmations: {have} so far (Ctrl-C stops waiting; `cairn anchor` again resumes)."
+            ));
+            shown = Some(have);
+        }
+        std::thread::sleep(poll_interval(network));
+    };
+    let chain = chain::load(&store, network)?;
+    let seal = format!("{txid}:{}", cairn_chain_anchor::anchor::SEAL_VOUT);
+    match standing {
+        Standing::Confirmed {
+            height,
+            confirmations,
+        } if confirmations >= need => {
+            let hash = chain.at_height(height).map(|e| e.hash.to_string());
+            if out.json {
+                out.json(&json!({
+                    "id": id, "anchored": true, "seal": seal, "txid": txid.to_string(),
+                    "height": height, "block": hash, "confirmations": confirmations,
+                }));
+            } else {
+                out.line(&format!(
+                    "Anchored: seal {seal} in block {height} ({}), {confirmations} confirmations.",
+                    hash.unwrap_or_default()
+                ));
+                out.line("Share `cairn id export`: anyone can now check your key against Bitcoin.");
+            }
+        }
+        other => {
+            let have = match other {
+                Standing::Confirmed { confirmations, .. } => confirmations,
+                Standing::Unconfirmed => 0,
+            };
+            if out.json {
+                out.json(&json!({
+                    "id": id, "anchored": false, "seal": seal, "txid": txid.to_string(),
+                    "confirmations": have, "needed": need,
+                }));
+            } else {
+                out.line(&format!(
+                    "Not confirmed yet: {have} of {need} confirmations. Run `cairn anchor` again to wait."
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `cairn id export [FILE]`.
+pub fn export(ctx: &Context, out: &Output, args: &BitcoinArgs, file: Option<&Path>) -> Result<()> {
+    let settings = args.settings(ctx)?;
+    let (store, own) = ctx.load()?;
+    let bundle = anchoring::own_bundle(&store, settings.network, &own)?;
+    if let Some(f) = file {
+        cairn_node::datadir::write_atomic(f, &bundle.encode())
+            .with_context(|| format!("cannot write {}", f.display()))?;
+    }
+    let text = bundle.to_text();
+    if out.json {
+        out.json(&json!({
+            "id": own.state.id,
+            "network": settings.network,
+            "events": own.log.len(),
+            "anchors": bundle.anchors.len(),
+            "file": file,
+            "bundle": text,
+        }));
+    } else {
+        if let Some(f) = file {
+            eprintln!(
+                "Wrote the identity bundle of {} ({} event(s), {} anchor(s)) to {}.",
+                own.state.id,
+                own.log.len(),
+                bundle.anchors.len(),
+                f.display()
+            );
+        }
+        out.line(&text);
+    }
+    Ok(())
+}
+
+/// A bundle from its text form, or from a file holding either form.
+fn read_bundle(arg: &str) -> Result<Bundle> {
+    if arg.trim_start().starts_with(BUNDLE_TEXT_PREFIX) {
+        return Ok(Bundle::from_text(arg)?);
+    }
+    let path = Path::new(arg);
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("{arg} is neither a bundle (cairn-bundle:…) nor a readable file"))?
+        .len();
+    // The text form is 4/3 of the binary one, plus prefix and line breaks.
+    if len > (MAX_BUNDLE_LEN as u64) * 2 {
+        bail!("{arg} is {len} bytes, larger than any identity bundle");
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {arg}"))?;
+    if bytes.starts_with(BUNDLE_MAGIC) {
+        return Bundle::decode(&bytes).with_context(|| format!("{arg} is not a valid bundle"));
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| anyhow::anyhow!("{arg} is not an identity bundle"))?;
+    Bundle::from_text(text).with_context(|| format!("{arg} is not a valid bundle"))
+}
+
+/// `cairn contact add BUNDLE|FILE [--name NAME]`.
+pub fn add(
+    ctx: &Context,
+    out: &Output,
+    args: &BitcoinArgs,
+    what: &str,
+    name: Option<&str>,
+) -> Result<()> {
+    let settings = args.settings(ctx)?;
+    let network = settings.network;
+    let bundle = read_bundle(what)?;
+    let state = bundle
+        .log
+        .verify()
+        .map_err(|e| anyhow::anyhow!("the bundle's key event log is invalid: {e}"))?;
+    let id = state.id;
+    if !bundle.anchors.is_empty() && bundle.genesis != ChainParams::new(network).genesis_hash() {
+        bail!(
+            "the bundle is anchored in another chain than {} (the network this node follows)",
+            network.core_chain_name()
+        );
+    }
+    if let Some(n) = name {
+        check_name(n)?;
+    }
+    let (store, own) = ctx.load()?;
+    if id == own.state.id {
+        bail!("{id} is this node's own identity");
+    }
+    let mut anchors = bundle.anchors.clone();
+    let mut record = ContactRecord {
+        name: name.map(str::to_string),
+        added: unix_now(),
+    };
+    if let Some(old) = store.contact(&id)? {
+        let old_events = store
+            .log(&id)?
+            .map(|l| l.events().to_vec())
+            .unwrap_or_default();
+        if bundle.log.events().get(..old_events.len()) != Some(&old_events[..]) {
+            bail!(
+                "this bundle's log for {id} does not extend the one this node has: either it is older, or two different logs exist for this identity (its seed may be in someone else's hands)"
+            );
+        }
+        let old_anchors = store.anchors(network, &id)?;
+        if anchors.len() < old_anchors.len() {
+            anchors = old_anchors;
+        }
+        record.added = old.added;
+        if record.name.is_none() {
+            record.name = old.name;
+        }
+    }
+    if let Some(n) = &record.name {
+        if let Some((other, _)) = store
+            .contacts()?
+            .into_iter()
+            .find(|(i, r)| *i != id && r.name.as_deref() == Some(n))
+        {
+            bail!("the name {n:?} is already used for {other}");
+        }
+    }
+    store.put_contact(network, &id, &bundle.log, &anchors, &record)?;
+    if out.json {
+        out.json(&json!({
+            "id": id, "name": record.name, "fingerprint": id.fingerprint(),
+            "rotation_index": state.rotation_index(), "anchors": anchors.len(),
+        }));
+    } else {
+        out.line(&format!(
+            "Added {}{id} (fingerprint {}, rotation {}, {} anchor(s)).",
+            record
+                .name
+                .as_deref()
+                .map(|n| format!("{n}: "))
+                .unwrap_or_default(),
+            id.fingerprint(),
+            state.rotation_index(),
+            anchors.len()
+        ));
+        out.line(&format!(
+            "Check it against Bitcoin with `cairn contact verify {}`.",
+            record.name.as_deref().unwrap_or(&id.to_string())
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(n: &str) -> Result<()> {
+    if n.is_empty() || n.len() > 64 || n.chars().any(|c| c.is_control()) || n.starts_with("cairn1")
+    {
+        bail!(
+            "a contact name has 1 to 64 printable characters and does not look like an identity id"
+        );
+    }
+    Ok(())
+}
+
+/// The contact an id or a name names.
+fn find(store: &Store, who: &str) -> Result<(IdentityId, ContactRecord)> {
+    if let Ok(id) = who.parse::<IdentityId>() {
+        let record = store
+            .contact(&id)?
+            .with_context(|| format!("{id} is not a contact; add it with `cairn contact add`"))?;
+        return Ok((id, record));
+    }
+    store
+        .contacts()?
+        .into_iter()
+        .find(|(_, r)| r.name.as_deref() == Some(who))
+        .with_context(|| format!("no contact is named {who:?}; see `cairn contact list`"))
+}
+
+/// `cairn contact list`.
+pub fn list(ctx: &Context, out: &Output) -> Result<()> {
+    let store = identity::open_store(&ctx.dir)?;
+    let contacts = store.contacts()?;
+    if out.json {
+        let v: Vec<_> = contacts
+            .iter()
+            .map(|(id, r)| json!({ "id": id, "name": r.name, "fingerprint": id.fingerprint(), "added": r.added }))
+            .collect();
+        out.json(&json!(v));
+    } else if contacts.is_empty() {
+        out.line("No contacts yet; add one with `cairn contact add BUNDLE`.");
+    } else {
+        for (id, r) in contacts {
+            out.line(&format!(
+                "{:<16} {id}  {}",
+                r.name.as_deref().unwrap_or("-"),
+                id.fingerprint()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `cairn contact verify ID|NAME`.
+pub fn verify(ctx: &Context, out: &Output, args: &BitcoinArgs, who: &str) -> Result<()> {
+    let settings = args.settings(ctx)?;
+    let network = settings.network;
+    let store = identity::open_store(&ctx.dir)?;
+    let (id, record) = find(&store, who)?;
+    let log = store
+        .log(&id)?
+        .with_context(|| format!("the log of contact {id} is missing from the store"))?;
+    let mut bundle = Bundle {
+        genesis: ChainParams::new(network).genesis_hash(),
+        log,
+        anchors: store.anchors(network, &id)?,
+    };
+    let source = connect(&settings)?;
+    chain::sync(&store, network, &source, &mut |_| {})
+        .with_context(|| format!("syncing headers from {}", source.describe()))?;
+    let chain = chain::load(&store, network)?;
+    let (v, changed) =
+        anchoring::check_bundle(&mut bundle, &chain, &source, settings.confirmations)
+            .with_context(|| format!("checking {id} through {}", source.describe()))?;
+    if changed {
+        store.put_contact(network, &id, &bundle.log, &bundle.anchors, &record)?;
+    }
+    let usable = v.usable();
+    let fail = matches!(v.verdict, Verdict::Stale { .. } | Verdict::Invalid { .. });
+    if out.json {
+        out.json(&json!({
+            "id": id,
+            "name": record.name,
+            "verdict": v.verdict,
+            "signing_key": usable.map(|e| hex(&e.signing_key.serialize())),
+            "messaging_key": usable.map(|e| hex(&e.messaging_key.0)),
+            "confirmations_required": settings.confirmations,
+        }));
+    } else {
+        out.line(&format!(
+            "Contact        {}{id}",
+            record
+                .name
+                .as_deref()
+                .map(|n| format!("{n}: "))
+                .unwrap_or_default()
+        ));
+        out.line(&format!("Status         {}", v.verdict));
+        if let Some(e) = usable {
+            out.line(&format!(
+                "Signing key    {} (rotation {})",
+                hex(&e.signing_key.serialize()),
+                e.index
+            ));
+        }
+    }
+    if fail {
+        return Err(Reported(format!("{id} does not verify: {}", v.verdict)).into());
+    }
+    Ok(())
+}

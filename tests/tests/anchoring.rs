@@ -1,0 +1,234 @@
+//! Anchored identities end to end on the devnet (bitcoind when on PATH):
+//! one node anchors its identity from its funding wallet; a second node, with
+//! only the exported bundle text and its own connection to the chain, checks
+//! it against its own validated header chain.
+
+use bitcoin::secp256k1::Secp256k1;
+use bitcoin::Amount;
+use cairn_chain_anchor::anchor::{own_seal, rotation_tx};
+use cairn_chain_anchor::source::ChainSource;
+use cairn_chain_anchor::{Bundle, ChainNetwork, ChainParams, HeaderChain, RpcSource, Verdict};
+use cairn_devnet::Devnet;
+use cairn_node::anchoring::{self, Standing, DEFAULT_SEAL_VALUE};
+use cairn_node::chain::unix_now;
+use cairn_node::funds::{identity_descriptors, Funds};
+use cairn_node::identity::OwnIdentity;
+use cairn_node::Store;
+use cairn_tests::{coinbase_coin, miner, sync};
+use cairn_wallet::kel::{establishment_event, KeyEventLog};
+use cairn_wallet::{MasterKey, SeedPhrase};
+
+/// A node's store, header chain and chain source.
+struct Node {
+    _dir: tempfile::TempDir,
+    store: Store,
+    chain: HeaderChain,
+    source: RpcSource,
+}
+
+impl Node {
+    fn new(devnet: &Devnet) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        Node {
+            _dir: dir,
+            store,
+            chain: HeaderChain::new(ChainParams::new(ChainNetwork::Regtest)),
+            source: RpcSource::connect(devnet.rpc_config()).unwrap(),
+        }
+    }
+
+    fn sync(&mut self) {
+        sync(&mut self.chain, &self.source, &self.store);
+    }
+
+    /// Syncs, then brings the stored anchors of `id` up to date.
+    fn refresh(&mut self, id: &cairn_wallet::IdentityId) -> Option<Standing> {
+        self.sync();
+        anchoring::refresh_stored(
+            &self.store,
+            ChainNetwork::Regtest,
+            id,
+            &self.chain,
+            &self.source,
+        )
+        .unwrap()
+        .1
+    }
+
+    /// What this node says about `bundle`.
+    fn verdict(&mut self, bundle: &mut Bundle, confirmations: u32) -> Verdict {
+        self.sync();
+        anchoring::check_bundle(bundle, &self.chain, &self.source, confirmations)
+            .unwrap()
+            .0
+            .verdict
+    }
+}
+
+#[test]
+fn an_anchored_identity_is_current_for_a_node_holding_only_its_bundle() {
+    let devnet = Devnet::start().unwrap();
+    let c = devnet.client().unwrap();
+    let w = miner();
+    c.generate_to_address(101, &w.address()).unwrap();
+
+    // Alice: an identity from her words, and her funding wallet with 1 BTC.
+    let mut alice = Node::new(&devnet);
+    let phrase = SeedPhrase::parse(
+        "legal winner thank year wave sausage worth useful legal winner thank yellow",
+    )
+    .unwrap();
+    let master = MasterKey::new(&phrase.to_seed(""));
+    let log = KeyEventLog::new(vec![establishment_event(&master, 0, None).unwrap()]);
+    let state = log.verify().unwrap();
+    alice.store.set_own_identity(&state.id, &log).unwrap();
+    let own = OwnIdentity { log, state };
+    let keys = identity_descriptors(&master, ChainNetwork::Regtest).unwrap();
+    let mut funds = Funds::create(&alice.store, ChainNetwork::Regtest, &keys).unwrap();
+    let addr = funds.receive_address().unwrap().address;
+    let one = Amount::from_btc(1.0).unwrap();
+    let pay = w.pay(
+        coinbase_coin(&c, 1),
+        addr.script_pubkey(),
+        one,
+        Amount::from_sat(2_000),
+    );
+    c.send_raw_transaction(&pay).unwrap();
+    c.generate_to_address(1, &w.address()).unwrap();
+    sync(&mut alice.chain, &alice.source, &alice.store);
+    funds
+        .scan(&alice.chain, &alice.source, None, &mut |_, _| {})
+        .unwrap();
+    assert_eq!(funds.balance().confirmed, one);
+
+    // `cairn anchor`: the inception seal from the funding wallet, stored, broadcast.
+    let rate = bitcoin::FeeRate::from_sat_per_vb_u32(2);
+    let anchor =
+        anchoring::build_inception(&mut funds, &master, &own, DEFAULT_SEAL_VALUE, rate).unwrap();
+    let seal = anchor.seal_outpoint();
+    assert_eq!(anchor.tx.output[0].value, DEFAULT_SEAL_VALUE);
+    println!("inception seal transaction: {} vB", anchor.tx.vsize());
+    let txid = anchoring::publish_inception(
+        &alice.store,
+        &mut funds,
+        &alice.source,
+        &own,
+        &anchor,
+        unix_now(),
+    )
+    .unwrap();
+    assert_eq!(txid, seal.txid);
+    // A second inception for the same identity is refused.
+    let again =
+        anchoring::build_inception(&mut funds, &master, &own, DEFAULT_SEAL_VALUE, rate).unwrap();
+    assert!(matches!(
+        anchoring::publish_inception(&alice.store, &mut funds, &alice.source, &own, &again, 0),
+        Err(anchoring::AnchorError::AlreadyAnchored(..))
+    ));
+    drop(funds);
+    assert_eq!(alice.refresh(&own.state.id), Some(Standing::Unconfirmed));
+
+    // Bob has only the bundle text; before any block it is pending.
+    let mut bob = Node::new(&devnet);
+    let text = anchoring::own_bundle(&alice.store, ChainNetwork::Regtest, &own)
+        .unwrap()
+        .to_text();
+    let mut bundle = Bundle::from_text(&text).unwrap();
+    assert_eq!(
+        bob.verdict(&mut bundle, 6),
+        Verdict::Pending {
+            rotation_index: None,
+            pending_index: 0,
+            confirmations: 0,
+            needed: 6
+        }
+    );
+
+    let mined = c.generate_to_address(1, &w.address()).unwrap()[0];
+    let height = c.block_count().unwrap();
+    assert_eq!(
+        alice.refresh(&own.state.id),
+        Some(Standing::Confirmed {
+            height,
+            confirmations: 1
+        })
+    );
+    c.generate_to_address(5, &w.address()).unwrap();
+    assert_eq!(
+        alice.refresh(&own.state.id),
+        Some(Standing::Confirmed {
+            height,
+            confirmations: 6
+        })
+    );
+    let stored = alice
+        .store
+        .anchors(ChainNetwork::Regtest, &own.state.id)
+        .unwrap();
+    assert_eq!(stored[0].block(), Some(mined), "the proof is kept");
+
+    // Bob, from the text Alice exports now: current, at the right height.
+    let text = anchoring::own_bundle(&alice.store, ChainNetwork::Regtest, &own)
+        .unwrap()
+        .to_text();
+    let mut bundle = Bundle::from_text(&text).unwrap();
+    let verdict = bob.verdict(&mut bundle, 6);
+    assert_eq!(
+        verdict,
+        Verdict::Current {
+            rotation_index: 0,
+            seal: seal.to_string(),
+            anchor_height: height,
+            confirmations: 6,
+            tip_height: height + 5,
+            tip_hash: bob.chain.tip().hash.to_string(),
+        }
+    );
+    // The earlier, proof-less bundle reaches the same answer: Bob's node
+    // fetched the proof from its own source and checked it.
+    let mut early = Bundle::from_text(&text).unwrap();
+    early.anchors[0].proof = None;
+    assert_eq!(bob.verdict(&mut early, 6), verdict);
+    assert_eq!(early.anchors[0].block(), Some(mined));
+
+    // Someone with the seed (a thief) spends the seal to a key Alice does
+    // not know and publishes no event: Bob's answer is stale, never current.
+    let secp = Secp256k1::new();
+    let thief = MasterKey::new(&SeedPhrase::generate(12).unwrap().to_seed(""));
+    let theirs = own_seal(
+        &secp,
+        &own.state.establishment[0],
+        &thief.signing_key(5).unwrap().public(),
+    )
+    .unwrap();
+    let mine = own_seal(
+        &secp,
+        &own.state.establishment[0],
+        &master.signing_key(1).unwrap().public(),
+    )
+    .unwrap();
+    let spend = rotation_tx(
+        &stored[0],
+        &mine,
+        &master.signing_key(1).unwrap(),
+        &theirs,
+        Amount::from_sat(300),
+    )
+    .unwrap();
+    assert!(spend.vsize() <= 140, "a seal spend is {} vB", spend.vsize());
+    bob.source.broadcast(&spend).unwrap();
+    // Only in the mempool: not yet a confirmed spend.
+    assert!(matches!(
+        bob.verdict(&mut bundle, 6),
+        Verdict::Current { .. }
+    ));
+    c.generate_to_address(1, &w.address()).unwrap();
+    assert_eq!(
+        bob.verdict(&mut bundle, 6),
+        Verdict::Stale {
+            rotation_index: 0,
+            seal: seal.to_string()
+        }
+    );
+}
