@@ -216,7 +216,7 @@ fn run(args: Cli, out: &cli::Output) -> anyhow::Result<()> {
         } => cli::init(&ctx, out, words, yes, bip39_passphrase),
         Command::Restore { bip39_passphrase } => cli::restore(&ctx, out, bip39_passphrase),
         Command::Id { bitcoin, command } => match command {
-            None => cli::show_id(&ctx, out),
+            None => cli::show_id(&ctx, out, &bitcoin),
             Some(IdCommand::Export { file }) => {
                 cli::anchor::export(&ctx, out, &bitcoin, file.as_deref())
             }

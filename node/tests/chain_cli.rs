@@ -1,4 +1,5 @@
-//! `cairn chain status` and `cairn chain sync` through the real binary,
+//! The Bitcoin-facing commands through the real binary (`cairn chain`,
+//! `cairn wallet`, `cairn anchor`, `cairn id export`, `cairn contact`),
 //! against the devnet over RPC on loopback, with the `[bitcoin]` settings in
 //! the data dir's `cairn.toml`.
 
@@ -156,7 +157,7 @@ fn chain_commands_explain_bad_settings() {
 }
 
 #[test]
-fn the_funding_wallet_receives_and_pays_through_the_cli() {
+fn the_funding_wallet_pays_and_anchors_the_identity_through_the_cli() {
     use bitcoin::{Amount, OutPoint};
     const PASS: &str = "wallet test passphrase";
 
@@ -268,4 +269,56 @@ fn the_funding_wallet_receives_and_pays_through_the_cli() {
     ));
     assert_eq!(b["confirmed_sat"], 30_000_000 - fee);
     assert!(b["stale"].as_str().unwrap().contains("unreachable"), "{b}");
+
+    // `cairn anchor`: the inception seal from the funding wallet. Without
+    // waiting first; then waiting, while a block is mined.
+    let a = ok_json(&cairn_with(
+        &dir,
+        &["--json", "anchor", "--no-wait", "--fee-rate", "2"],
+        Some(PASS),
+    ));
+    assert_eq!(a["anchored"], false);
+    assert_eq!(a["confirmations"], 0);
+    let seal = a["seal"].as_str().unwrap().to_string();
+    let waiting = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--json", "anchor"])
+        .env_remove("CAIRN_PASSPHRASE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let block = rpc.generate_to_address(1, &miner.address()).unwrap()[0];
+    let a = ok_json(&waiting.wait_with_output().unwrap());
+    assert_eq!(a["anchored"], true);
+    assert_eq!(a["seal"], seal.as_str());
+    assert_eq!(a["block"], block.to_string());
+    assert_eq!(a["height"], 104);
+
+    // The bundle, as text; a second node with only that text and its own
+    // chain source finds the key current.
+    let e = ok_json(&cairn(&dir, &["--json", "id", "export"]));
+    assert_eq!(e["anchors"], 1);
+    let text = e["bundle"].as_str().unwrap();
+    let bob = tmp.path().join("bob");
+    write_config(&bob, &devnet);
+    let mut damaged = text.to_string();
+    damaged.truncate(text.len() - 3);
+    assert!(failure(&cairn(&bob, &["contact", "add", &damaged])).contains("damaged"));
+    let added = ok_json(&cairn(
+        &bob,
+        &["--json", "contact", "add", text, "--name", "alice"],
+    ));
+    assert_eq!(added["anchors"], 1);
+    let v = ok_json(&cairn(&bob, &["--json", "contact", "verify", "alice"]));
+    assert_eq!(v["verdict"]["status"], "current", "{v}");
+    assert_eq!(v["verdict"]["anchor_height"], 104);
+    assert_eq!(v["verdict"]["seal"], seal.as_str());
+    let id = ok_json(&cairn(&dir, &["id", "--json"]));
+    assert_eq!(id["anchors"], 1);
+    assert_eq!(v["signing_key"], id["signing_key"]);
+    assert!(failure(&cairn(&bob, &["contact", "verify", "carol"])).contains("no contact"));
 }

@@ -233,8 +233,8 @@ pub fn add(
     if let Some(n) = name {
         check_name(n)?;
     }
-    let (store, own) = ctx.load()?;
-    if id == own.state.id {
+    let store = identity::open_store(&ctx.dir)?;
+    if store.own_identity()? == Some(id) {
         bail!("{id} is this node's own identity");
     }
     let mut anchors = bundle.anchors.clone();

@@ -54,7 +54,9 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn identity_json(own: &OwnIdentity) -> serde_json::Value {
+/// `anchors`: how many of the identity's establishment events have a seal
+/// on the configured network.
+fn identity_json(own: &OwnIdentity, anchors: usize) -> serde_json::Value {
     let cur = own.state.current();
     json!({
         "id": own.state.id,
@@ -64,14 +66,19 @@ fn identity_json(own: &OwnIdentity) -> serde_json::Value {
         "messaging_key": hex(&cur.messaging_key.0),
         "next_key_digest": cur.next_key_digest,
         "events": own.state.len,
-        "anchored": false,
+        "anchored": anchors > 0,
+        "anchors": anchors,
     })
 }
 
-fn identity_text(own: &OwnIdentity) -> String {
+fn identity_text(own: &OwnIdentity, anchors: usize) -> String {
     let cur = own.state.current();
+    let anchored = match anchors {
+        0 => "no (not yet anchored in Bitcoin; see `cairn anchor`)".to_string(),
+        n => format!("yes ({n} seal(s); `cairn id export` shares the proofs)"),
+    };
     format!(
-        "Identity       {}\nFingerprint    {}\nRotation       {}\nSigning key    {}\nMessaging key  {}\nLog            {} event(s)\nAnchored       no (not yet anchored in Bitcoin)",
+        "Identity       {}\nFingerprint    {}\nRotation       {}\nSigning key    {}\nMessaging key  {}\nLog            {} event(s)\nAnchored       {anchored}",
         own.state.id,
         own.state.id.fingerprint(),
         cur.index,
@@ -131,7 +138,7 @@ pub fn init(ctx: &Context, out: &Output, words: usize, yes: bool, with_bip39: bo
     // funding wallet need not scan older blocks.
     store.set_identity_birthday(cairn_node::chain::unix_now())?;
     if out.json {
-        let mut v = identity_json(&own);
+        let mut v = identity_json(&own, 0);
         v["words"] = json!(*phrase.phrase());
         out.json(&v);
     } else {
@@ -139,7 +146,7 @@ pub fn init(ctx: &Context, out: &Output, words: usize, yes: bool, with_bip39: bo
             "\nCreated a new identity in {}.\n",
             ctx.dir.root().display()
         ));
-        out.line(&identity_text(&own));
+        out.line(&identity_text(&own, 0));
     }
     Ok(())
 }
@@ -159,7 +166,7 @@ pub fn restore(ctx: &Context, out: &Output, with_bip39: bool) -> Result<()> {
         Some(existing) if existing == new_id => {
             let own = identity::load(&store, &ctx.dir)?;
             if out.json {
-                let mut v = identity_json(&own);
+                let mut v = identity_json(&own, 0);
                 v["already_present"] = json!(true);
                 out.json(&v);
             } else {
@@ -167,7 +174,7 @@ pub fn restore(ctx: &Context, out: &Output, with_bip39: bool) -> Result<()> {
                     "{} already holds this identity; nothing to do.\n",
                     ctx.dir.root().display()
                 ));
-                out.line(&identity_text(&own));
+                out.line(&identity_text(&own, 0));
             }
             return Ok(());
         }
@@ -190,13 +197,13 @@ pub fn restore(ctx: &Context, out: &Output, with_bip39: bool) -> Result<()> {
         KdfParams::default(),
     )?;
     if out.json {
-        out.json(&identity_json(&own));
+        out.json(&identity_json(&own, 0));
     } else {
         out.line(&format!(
             "Restored identity into {}.\n",
             ctx.dir.root().display()
         ));
-        out.line(&identity_text(&own));
+        out.line(&identity_text(&own, 0));
         out.line(&format!(
             "\nCheck the fingerprint {}: if your identity had another one, these words{} are not the ones you created it with.",
             own.state.id.fingerprint(),
@@ -207,12 +214,14 @@ pub fn restore(ctx: &Context, out: &Output, with_bip39: bool) -> Result<()> {
 }
 
 /// `cairn id`.
-pub fn show_id(ctx: &Context, out: &Output) -> Result<()> {
-    let (_store, own) = ctx.load()?;
+pub fn show_id(ctx: &Context, out: &Output, args: &chain::BitcoinArgs) -> Result<()> {
+    let settings = args.settings(ctx)?;
+    let (store, own) = ctx.load()?;
+    let anchors = store.anchors(settings.network, &own.state.id)?.len();
     if out.json {
-        out.json(&identity_json(&own));
+        out.json(&identity_json(&own, anchors));
     } else {
-        out.line(&identity_text(&own));
+        out.line(&identity_text(&own, anchors));
     }
     Ok(())
 }
