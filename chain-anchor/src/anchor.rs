@@ -33,6 +33,7 @@ use cairn_wallet::{IdentityId, LogState};
 
 use crate::headers::HeaderChain;
 use crate::seal::{next_key_script, Seal, SealError};
+use crate::sealed::{open_rotation, SealedError, SealedRotation, MAX_SEALED_LEN};
 use crate::spv::{self, SpvError, MAX_PROOF_LEN};
 use crate::Verdict;
 
@@ -42,6 +43,8 @@ pub const INCEPTION_ATTESTATION_TAG: &str = "cairn/seal/inception/v1";
 pub const BUNDLE_CHECKSUM_TAG: &str = "cairn/bundle/checksum/v1";
 /// The output of an anchoring transaction that holds the seal.
 pub const SEAL_VOUT: u32 = 0;
+/// Most sealed rotations a bundle may hold.
+pub const MAX_SEALED_ROTATIONS: usize = 64;
 /// Most anchors a bundle may hold (a rotation a week for about 20 years).
 pub const MAX_ANCHORS: usize = 1000;
 /// Largest anchoring transaction accepted (a standard transaction is at most
@@ -269,10 +272,14 @@ pub struct Bundle {
     pub log: KeyEventLog,
     /// `anchors[i]` anchors establishment event `i`.
     pub anchors: Vec<Anchor>,
+    /// The next rotations, sealed to their own keys ([`crate::sealed`]), so
+    /// that a holder of the bundle can follow them from the chain alone.
+    pub sealed: Vec<SealedRotation>,
 }
 
 impl Bundle {
-    /// Binary encoding: `"CAIRNBDL" ‖ version ‖ genesis[32] ‖ u32 len ‖ log ‖ u16 count ‖ (u32 len ‖ anchor)*`.
+    /// Binary encoding: `"CAIRNBDL" ‖ version ‖ genesis[32] ‖ u32 len ‖ log ‖
+    /// u16 count ‖ (u32 len ‖ anchor)* ‖ u16 count ‖ (u32 index ‖ u32 len ‖ sealed rotation)*`.
     pub fn encode(&self) -> Vec<u8> {
         let log = self.log.encode();
         let mut out = Vec::with_capacity(16 + log.len() + self.anchors.len() * 400);
@@ -286,6 +293,12 @@ impl Bundle {
             let bytes = a.encode();
             out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
             out.extend_from_slice(&bytes);
+        }
+        out.extend_from_slice(&(self.sealed.len() as u16).to_be_bytes());
+        for s in &self.sealed {
+            out.extend_from_slice(&s.index.to_be_bytes());
+            out.extend_from_slice(&(s.ciphertext.len() as u32).to_be_bytes());
+            out.extend_from_slice(&s.ciphertext);
         }
         out
     }
@@ -323,11 +336,27 @@ impl Bundle {
             let bytes = bounded(&mut r, "anchor", MAX_BUNDLE_LEN)?;
             anchors.push(Anchor::decode(bytes, index)?);
         }
+        let count = usize::from(r.u16()?);
+        if count > MAX_SEALED_ROTATIONS {
+            return Err(DecodeError::FieldTooLarge {
+                field: "sealed rotation count",
+                len: count,
+                max: MAX_SEALED_ROTATIONS,
+            }
+            .into());
+        }
+        let mut sealed = Vec::with_capacity(count);
+        for _ in 0..count {
+            let index = r.u32()?;
+            let ciphertext = bounded(&mut r, "sealed rotation", MAX_SEALED_LEN)?.to_vec();
+            sealed.push(SealedRotation { index, ciphertext });
+        }
         r.finish()?;
         Ok(Bundle {
             genesis,
             log,
             anchors,
+            sealed,
         })
     }
 
@@ -648,6 +677,94 @@ fn check_structure<C: CanVerify>(
         seals.push(seal);
     }
     Ok(())
+}
+
+/// Why a spend of the last seal cannot extend a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FollowError {
+    /// The bundle has no anchor to follow, or its log does not verify.
+    #[error("the bundle has no valid anchored log to follow")]
+    NothingToFollow,
+    /// The transaction does not spend the last seal as its input 0.
+    #[error("the transaction does not spend the last seal as its input 0")]
+    NotASpend,
+    /// The spend does not open the seal through its next-key leaf.
+    #[error("the seal spend: {0}")]
+    Seal(#[from] SealError),
+    /// The bundle has no sealed event for the rotation.
+    #[error("the bundle holds no sealed event for rotation {0}; a newer bundle of this identity is needed")]
+    NoSealedRotation(u32),
+    /// The sealed event does not open or is not the rotation.
+    #[error(transparent)]
+    Sealed(#[from] SealedError),
+    /// The spend's output 0 is not the seal of the rotation it should anchor
+    /// (someone with the seed spent the seal some other way).
+    #[error("the seal was spent, but not into the seal of rotation {0}: the spending transaction anchors no event this node knows")]
+    NotTheSeal(u32),
+    /// The log already holds a different event at this rotation.
+    #[error("the log holds another event for rotation {0} than the one sealed in the bundle")]
+    Conflict(u32),
+}
+
+/// Extends `bundle` with the rotation that `spend` anchors, from the chain
+/// alone: `spend` (proven by `proof`) spends the seal of the bundle's last
+/// anchor; the key its witness reveals opens the sealed event of the next
+/// rotation, which joins the log (unless the log has it already) with its
+/// anchor. Returns the new rotation index. Check the result with
+/// [`verify_bundle`]: this only assembles it.
+pub fn follow_spend(
+    bundle: &mut Bundle,
+    spend: &Transaction,
+    proof: Option<MerkleBlock>,
+) -> Result<u32, FollowError> {
+    let state = bundle
+        .log
+        .verify()
+        .map_err(|_| FollowError::NothingToFollow)?;
+    let last = bundle.anchors.last().ok_or(FollowError::NothingToFollow)?;
+    let j = bundle.anchors.len() - 1;
+    let event = state
+        .establishment
+        .get(j)
+        .ok_or(FollowError::NothingToFollow)?;
+    let secp = Secp256k1::verification_only();
+    let seal = Seal::from_leaf_hash(&secp, event.digest, last.next_leaf)?;
+    let input = spend
+        .input
+        .first()
+        .filter(|i| i.previous_output == last.seal_outpoint())
+        .ok_or(FollowError::NotASpend)?;
+    let key = seal.check_spend(&secp, &input.witness)?;
+    let index = j as u32 + 1;
+    let sealed = bundle
+        .sealed
+        .iter()
+        .find(|s| s.index == index)
+        .ok_or(FollowError::NoSealedRotation(index))?;
+    let (rotation, next_leaf) = open_rotation(&state.id, sealed, &key)?;
+    let new_seal = Seal::from_leaf_hash(&secp, rotation.digest(), next_leaf)?;
+    if spend
+        .output
+        .get(SEAL_VOUT as usize)
+        .map(|o| &o.script_pubkey)
+        != Some(&new_seal.script_pubkey())
+    {
+        return Err(FollowError::NotTheSeal(index));
+    }
+    match state.establishment.get(index as usize) {
+        Some(known) if known.digest != rotation.digest() => {
+            return Err(FollowError::Conflict(index))
+        }
+        Some(_) => {}
+        None => bundle.log.push(rotation),
+    }
+    bundle.anchors.push(Anchor {
+        next_leaf,
+        tx: spend.clone(),
+        proof,
+        attestation: None,
+    });
+    Ok(index)
 }
 
 /// The smallest seal value: Bitcoin Core's dust limit for a taproot output.

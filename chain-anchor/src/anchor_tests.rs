@@ -6,6 +6,8 @@ use cairn_wallet::{MasterKey, SeedPhrase};
 
 use super::*;
 use crate::network::{ChainNetwork, ChainParams};
+use crate::sealed::seal_rotation;
+use cairn_wallet::SignedEvent;
 
 const NOW: u64 = 2_000_000_000;
 const SEAL_SAT: u64 = 10_000;
@@ -103,7 +105,7 @@ impl Fixture {
 
     /// Mines `n` blocks on the tip, the first holding `txs`; returns the first.
     fn mine(&mut self, txs: Vec<Transaction>, n: u32) -> Block {
-        let tip = self.chain.tip().clone();
+        let tip = *self.chain.tip();
         self.mine_on(tip.hash, tip.header.time, txs, n)
     }
 
@@ -156,11 +158,28 @@ impl Fixture {
         first.unwrap()
     }
 
+    /// The sealed events of rotations `range`.
+    fn sealed(&self, range: std::ops::Range<usize>) -> Vec<SealedRotation> {
+        let all = establishment_chain(&self.master, range.end as u32).unwrap();
+        range
+            .map(|i| {
+                seal_rotation(&self.state.id, &all[i], &self.seal_of(&all[i], i).next_leaf).unwrap()
+            })
+            .collect()
+    }
+
+    /// The seal of event `index` of the full establishment chain.
+    fn seal_of(&self, event: &SignedEvent, index: usize) -> Seal {
+        let next = self.master.signing_key(index as u32 + 1).unwrap().public();
+        Seal::new(&Secp256k1::new(), event.digest(), &next).unwrap()
+    }
+
     fn bundle(&self, anchors: Vec<Anchor>) -> Bundle {
         Bundle {
             genesis: self.chain.at_height(0).unwrap().hash,
             log: self.log.clone(),
             anchors,
+            sealed: vec![],
         }
     }
 
@@ -366,7 +385,7 @@ fn rotations_follow_the_chain_of_seals_and_a_reorg_reverts_the_last() {
     assert_eq!(v.usable().unwrap().index, 1);
 
     let a2 = f.rotation(&a1, 2);
-    let fork_point = f.chain.tip().clone();
+    let fork_point = *f.chain.tip();
     let b2 = f.mine(vec![a2.tx.clone()], 3);
     let a2 = proven(a2, &b2);
     let bundle = f.bundle(vec![a0, a1, a2]);
@@ -427,9 +446,8 @@ fn forged_bundles_are_invalid_with_the_reason() {
     raw[last] ^= 1;
     events[1] = cairn_wallet::SignedEvent::decode(&raw).unwrap();
     let forged = Bundle {
-        genesis: good.genesis,
         log: KeyEventLog::new(events),
-        anchors: good.anchors.clone(),
+        ..good.clone()
     };
     assert_eq!(invalid_reason(&f.verify(&forged, 1, true)).0, 1);
 
@@ -437,9 +455,9 @@ fn forged_bundles_are_invalid_with_the_reason() {
     let mut events = f.log.events().to_vec();
     events.remove(1);
     let forged = Bundle {
-        genesis: good.genesis,
         log: KeyEventLog::new(events),
         anchors: vec![a0.clone()],
+        ..good.clone()
     };
     assert_eq!(invalid_reason(&f.verify(&forged, 1, true)).0, 1);
 
@@ -586,4 +604,103 @@ fn a_rotation_cannot_spend_more_than_the_seal_holds() {
         ),
         Err(BuildError::WrongKey)
     );
+}
+
+#[test]
+fn a_holder_of_the_inception_bundle_follows_two_rotations_from_the_chain_alone() {
+    // The owner's log has two rotations; the contact holds only the inception.
+    let mut owner = Fixture::new(2);
+    let mut contact = Fixture::new(0);
+    let a0 = owner.inception();
+    let b0 = owner.mine(vec![a0.tx.clone()], 1);
+    let a0 = proven(a0, &b0);
+    let mut bundle = contact.bundle(vec![a0.clone()]);
+    bundle.genesis = owner.chain.at_height(0).unwrap().hash;
+    bundle.sealed = owner.sealed(1..5);
+    contact.chain = owner.chain.clone();
+
+    let a1 = owner.rotation(&a0, 1);
+    let b1 = owner.mine(vec![a1.tx.clone()], 1);
+    let proof1 = MerkleBlock::from_block_with_predicate(&b1, |t| *t == a1.txid());
+    let a2 = owner.rotation(&a1, 2);
+    let b2 = owner.mine(vec![a2.tx.clone()], 2);
+    let proof2 = MerkleBlock::from_block_with_predicate(&b2, |t| *t == a2.txid());
+    contact.chain = owner.chain.clone();
+
+    // A transaction that does not spend the last seal is not followed.
+    assert_eq!(
+        follow_spend(&mut bundle.clone(), &a2.tx, None),
+        Err(FollowError::NotASpend)
+    );
+    assert_eq!(follow_spend(&mut bundle, &a1.tx, Some(proof1)), Ok(1));
+    assert_eq!(follow_spend(&mut bundle, &a2.tx, Some(proof2)), Ok(2));
+    assert_eq!(bundle.log, owner.log);
+    let v = contact.verify(&bundle, 2, true);
+    assert!(
+        matches!(
+            v.verdict,
+            Verdict::Current {
+                rotation_index: 2,
+                confirmations: 2,
+                ..
+            }
+        ),
+        "{}",
+        v.verdict
+    );
+    assert_eq!(
+        v.usable().unwrap().signing_key,
+        owner.master.signing_key(2).unwrap().public()
+    );
+
+    // Without the sealed event the contact cannot follow: a newer bundle is needed.
+    let mut bare = contact.bundle(vec![a0.clone()]);
+    bare.genesis = bundle.genesis;
+    assert_eq!(
+        follow_spend(&mut bare, &a1.tx, None),
+        Err(FollowError::NoSealedRotation(1))
+    );
+    // A sealed event under the wrong index, or tampered with, does not open.
+    let mut shifted = bare.clone();
+    shifted.sealed = owner.sealed(2..3);
+    shifted.sealed[0].index = 1;
+    assert_eq!(
+        follow_spend(&mut shifted, &a1.tx, None),
+        Err(FollowError::Sealed(
+            crate::sealed::SealedError::DoesNotOpen(1)
+        ))
+    );
+    let mut tampered = bare.clone();
+    tampered.sealed = owner.sealed(1..2);
+    tampered.sealed[0].ciphertext[40] ^= 1;
+    assert!(matches!(
+        follow_spend(&mut tampered, &a1.tx, None),
+        Err(FollowError::Sealed(_))
+    ));
+}
+
+#[test]
+fn a_seal_spent_into_anything_but_the_next_seal_is_not_followed() {
+    let mut owner = Fixture::new(1);
+    let a0 = owner.inception();
+    let b0 = owner.mine(vec![a0.tx.clone()], 1);
+    let a0 = proven(a0, &b0);
+    let mut bundle = owner.bundle(vec![a0.clone()]);
+    bundle.log = KeyEventLog::new(owner.log.events()[..1].to_vec());
+    bundle.sealed = owner.sealed(1..3);
+    // Someone with the seed spends seal 0 with the right key into another output.
+    let elsewhere = Seal::new(
+        &Secp256k1::new(),
+        owner.state.establishment[1].digest,
+        &owner.master.signing_key(9).unwrap().public(),
+    )
+    .unwrap();
+    let key = owner.master.signing_key(1).unwrap();
+    let tx = rotation_tx(&a0, &owner.seal(0), &key, &elsewhere, Amount::from_sat(200)).unwrap();
+    let before = bundle.clone();
+    assert_eq!(
+        follow_spend(&mut bundle, &tx, None),
+        Err(FollowError::NotTheSeal(1))
+    );
+    assert_eq!(bundle, before, "a failed follow changes nothing");
 }

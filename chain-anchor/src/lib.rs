@@ -21,12 +21,14 @@ pub mod headers;
 pub mod network;
 pub mod rpc;
 pub mod seal;
+pub mod sealed;
 pub mod source;
 pub mod spv;
 pub mod sync;
 
 pub use anchor::{
-    verify_bundle, Anchor, AnchorFault, Attestation, Bundle, BundleError, Verification,
+    follow_spend, verify_bundle, Anchor, AnchorFault, Attestation, Bundle, BundleError,
+    Verification,
 };
 pub use headers::{BlockStatus, ChainUpdate, HeaderChain, HeaderEntry, HeaderError};
 pub use network::{ChainNetwork, ChainParams};

@@ -295,21 +295,39 @@ impl DevChain {
         }
         let mut out = Vec::with_capacity(n as usize);
         for _ in 0..n {
-            let block = self.build_block(script);
-            let hash = block.block_hash();
-            self.add_block(block)?;
-            if self.tip() != hash {
-                return Err(ChainError::new(-1, "mined block did not become the tip"));
-            }
-            out.push(hash);
+            out.push(self.mine_one(script, true)?);
         }
         Ok(out)
     }
 
-    fn build_block(&self, script: &ScriptBuf) -> Block {
+    /// `generateblock` with no transactions: one block paying `script` that
+    /// leaves the mempool as it is.
+    pub fn generate_empty(&mut self, script: &ScriptBuf) -> Result<BlockHash, ChainError> {
+        self.mine_one(script, false)
+    }
+
+    fn mine_one(
+        &mut self,
+        script: &ScriptBuf,
+        with_mempool: bool,
+    ) -> Result<BlockHash, ChainError> {
+        let block = self.build_block(script, with_mempool);
+        let hash = block.block_hash();
+        self.add_block(block)?;
+        if self.tip() != hash {
+            return Err(ChainError::new(-1, "mined block did not become the tip"));
+        }
+        Ok(hash)
+    }
+
+    fn build_block(&self, script: &ScriptBuf, with_mempool: bool) -> Block {
         let parent = self.tip();
         let height = self.height() + 1;
-        let (txs, fees) = self.mempool.select(MAX_BLOCK_WEIGHT - 4_000);
+        let (txs, fees) = if with_mempool {
+            self.mempool.select(MAX_BLOCK_WEIGHT - 4_000)
+        } else {
+            (Vec::new(), Amount::ZERO)
+        };
         let mut sig = Builder::new().push_int(i64::from(height));
         // Core's miner appends OP_0; the byte keeps the script at least 2 bytes long.
         sig = sig.push_opcode(opcodes::OP_0);

@@ -409,6 +409,22 @@ fn dispatch(shared: &Shared, method: &str, params: &[Value]) -> RpcResult {
             let n = u32::try_from(n).map_err(|_| err(-8, "nblocks out of range"))?;
             Ok(json!(c.generate(n, &script)?))
         }
+        "generateblock" => {
+            let out = str_param(params, 0, "output")?;
+            let script = descriptor_script(&format!("addr({out})"))
+                .or_else(|_| descriptor_script(out))
+                .map_err(|_| err(-5, "Error: Invalid address or descriptor"))?;
+            match params.get(1) {
+                Some(Value::Array(txs)) if txs.is_empty() => {}
+                _ => {
+                    return Err(err(
+                        -8,
+                        "the devnet's generateblock mines only empty blocks: pass []",
+                    ))
+                }
+            }
+            Ok(json!({ "hash": c.generate_empty(&script)? }))
+        }
         "invalidateblock" => {
             let hash: BlockHash = hash_param(params, 0, "blockhash")?;
             c.invalidate(&hash).map(|_| Value::Null)

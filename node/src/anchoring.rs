@@ -6,17 +6,20 @@
 
 use bitcoin::secp256k1::Secp256k1;
 use bitcoin::Amount;
-use cairn_chain_anchor::anchor::own_seal;
+use cairn_chain_anchor::anchor::{own_seal, rotation_tx};
+use cairn_chain_anchor::sealed::{seal_rotation, SealedRotation, FUTURE_ROTATIONS};
 use cairn_chain_anchor::source::{ChainSource, SourceError};
 use cairn_chain_anchor::spv::{self, SpvError};
+use cairn_chain_anchor::Seal;
 use cairn_chain_anchor::{
-    verify_bundle, Anchor, Attestation, Bundle, ChainNetwork, ChainParams, HeaderChain, SealError,
-    Verification,
+    follow_spend, verify_bundle, Anchor, Attestation, Bundle, ChainNetwork, ChainParams,
+    HeaderChain, SealError, Verification,
 };
+use cairn_wallet::kel::{establishment_chain, establishment_event};
 use cairn_wallet::keys::KeyError;
-use cairn_wallet::{IdentityId, MasterKey};
+use cairn_wallet::{IdentityId, KeyEventLog, MasterKey};
 
-use crate::funds::{Funds, FundsError};
+use crate::funds::{check_block, Funds, FundsError};
 use crate::identity::OwnIdentity;
 use crate::store::{Store, StoreError};
 
@@ -62,19 +65,63 @@ pub enum AnchorError {
     /// The seal cannot be built.
     #[error(transparent)]
     Seal(#[from] SealError),
+    /// The rotation transaction cannot be built.
+    #[error(transparent)]
+    Build(#[from] cairn_chain_anchor::anchor::BuildError),
+    /// The log cannot be extended.
+    #[error(transparent)]
+    Kel(#[from] cairn_wallet::kel::KelError),
+    /// Rotating an identity that is not anchored.
+    #[error("identity {0} is not anchored yet; run `cairn anchor` first")]
+    NotAnchored(IdentityId),
+    /// A rotation is already on its way.
+    #[error("a rotation of {0} is already broadcast and not confirmed; `cairn rotate` again waits for it")]
+    RotationPending(IdentityId),
+    /// The fee overflows.
+    #[error("the fee rate is too high")]
+    FeeOverflow,
 }
 
-/// The identity bundle of the node's own identity on `network`.
+/// The identity bundle of the node's own identity on `network`, with the
+/// sealed events of the rotations after its current one.
 pub fn own_bundle(
     store: &Store,
     network: ChainNetwork,
     own: &OwnIdentity,
 ) -> Result<Bundle, StoreError> {
+    let current = own.state.rotation_index();
     Ok(Bundle {
         genesis: ChainParams::new(network).genesis_hash(),
         log: own.log.clone(),
         anchors: store.anchors(network, &own.state.id)?,
+        sealed: store
+            .sealed_rotations(&own.state.id)?
+            .into_iter()
+            .filter(|s| s.index > current)
+            .collect(),
     })
+}
+
+/// The sealed events of rotations `after + 1 ..= after + FUTURE_ROTATIONS`
+/// of the seed's log, each with its seal's next-key leaf.
+pub fn future_rotations(
+    master: &MasterKey,
+    id: &IdentityId,
+    after: u32,
+) -> Result<Vec<SealedRotation>, AnchorError> {
+    let last = after.saturating_add(FUTURE_ROTATIONS);
+    let events = establishment_chain(master, last)?;
+    let secp = Secp256k1::verification_only();
+    let mut out = Vec::with_capacity(FUTURE_ROTATIONS as usize);
+    for index in after + 1..=last {
+        let event = &events[index as usize];
+        let next = master.signing_key(index + 1)?;
+        let seal = Seal::new(&secp, event.digest(), &next.public())?;
+        if let Some(s) = seal_rotation(id, event, &seal.next_leaf) {
+            out.push(s);
+        }
+    }
+    Ok(out)
 }
 
 /// Builds the inception anchor of the node's identity: a transaction from
@@ -107,15 +154,16 @@ pub fn build_inception(
     })
 }
 
-/// Stores the inception anchor, then broadcasts it through the funding
-/// wallet (stored first: a broadcast seal is never forgotten, even if the
-/// node stops right after).
+/// Stores the inception anchor with the sealed events of the next
+/// rotations, then broadcasts it through the funding wallet (stored first: a
+/// broadcast seal is never forgotten, even if the node stops right after).
 pub fn publish_inception(
     store: &Store,
     funds: &mut Funds<'_>,
     source: &dyn ChainSource,
     own: &OwnIdentity,
     anchor: &Anchor,
+    sealed: &[SealedRotation],
     now: u64,
 ) -> Result<bitcoin::Txid, AnchorError> {
     let network = funds.network();
@@ -127,8 +175,81 @@ pub fn publish_inception(
             ));
         }
     }
-    store.put_anchor(network, &own.state.id, 0, anchor)?;
+    store.put_own_bundle(
+        network,
+        &own.state.id,
+        &own.log,
+        std::slice::from_ref(anchor),
+        sealed,
+    )?;
     Ok(funds.broadcast(source, anchor.tx.clone(), now)?)
+}
+
+/// A rotation of the node's own identity, built and signed, not yet stored or sent.
+#[derive(Debug, Clone)]
+pub struct RotationPlan {
+    /// The new rotation index.
+    pub index: u32,
+    /// The log with the rotation event appended.
+    pub log: KeyEventLog,
+    /// Every anchor, the new one last (unconfirmed).
+    pub anchors: Vec<Anchor>,
+    /// The sealed events of the rotations after the new one.
+    pub sealed: Vec<SealedRotation>,
+    /// The fee the seal spend pays.
+    pub fee: Amount,
+}
+
+/// Builds the next rotation of the node's identity: the rotation event, the
+/// transaction that spends the current seal with the new signing key (which
+/// only the seed gives) and creates the new seal, paying the fee from the
+/// seal's value, and the sealed events that let contacts follow later
+/// rotations from the chain.
+pub fn build_rotation(
+    master: &MasterKey,
+    own: &OwnIdentity,
+    anchors: Vec<Anchor>,
+    fee_rate: bitcoin::FeeRate,
+) -> Result<RotationPlan, AnchorError> {
+    let state = &own.state;
+    let current = state.current();
+    if anchors.is_empty() {
+        return Err(AnchorError::NotAnchored(state.id));
+    }
+    if anchors.len() != state.establishment.len() {
+        return Err(AnchorError::RotationPending(state.id));
+    }
+    let index = current.index + 1;
+    let event = establishment_event(master, index, Some(current.digest))?;
+    let key = master.signing_key(index)?;
+    let next = master.signing_key(index + 1)?;
+    let secp = Secp256k1::verification_only();
+    let prev_seal = own_seal(&secp, current, &key.public())?;
+    let new_seal = Seal::new(&secp, event.digest(), &next.public())?;
+    let prev = &anchors[anchors.len() - 1];
+    // The fee depends on the size, which does not depend on the fee: build
+    // once to measure, then with the fee for that size.
+    let probe = rotation_tx(prev, &prev_seal, &key, &new_seal, Amount::ZERO)?;
+    let fee = fee_rate
+        .fee_vb(probe.vsize() as u64)
+        .ok_or(AnchorError::FeeOverflow)?;
+    let tx = rotation_tx(prev, &prev_seal, &key, &new_seal, fee)?;
+    let mut log = own.log.clone();
+    log.push(event);
+    let mut anchors = anchors;
+    anchors.push(Anchor {
+        next_leaf: new_seal.next_leaf,
+        tx,
+        proof: None,
+        attestation: None,
+    });
+    Ok(RotationPlan {
+        index,
+        log,
+        anchors,
+        sealed: future_rotations(master, &state.id, index)?,
+        fee,
+    })
 }
 
 /// Where an anchor stands in the validated chain.
@@ -214,22 +335,94 @@ pub fn refresh_stored(
     Ok((anchors, last))
 }
 
+/// What [`check_bundle`] found.
+#[derive(Debug)]
+pub struct Checked {
+    /// The verdict and the state.
+    pub verification: Verification,
+    /// Whether the bundle changed (new proofs, followed rotations): store it.
+    pub changed: bool,
+    /// Rotations followed from the chain, in order.
+    pub followed: Vec<u32>,
+    /// Why the spend of the last seal could not be followed, if it could not.
+    pub follow_error: Option<String>,
+}
+
 /// Checks `bundle` against `chain` (synced by the caller): refreshes the
-/// proofs of its anchors from `source`, then gives the verdict, asking
-/// `source` whether the last confirmed seal is still unspent (in blocks;
-/// the mempool does not count).
+/// proofs of its anchors from `source`; while the last seal is spent in a
+/// block, finds the spending transaction (scanning the blocks after the
+/// seal's, each checked against its validated header) and follows the
+/// rotation it anchors; then gives the verdict, asking `source` whether the
+/// last confirmed seal is unspent (in blocks; the mempool does not count).
 pub fn check_bundle(
     bundle: &mut Bundle,
     chain: &HeaderChain,
     source: &dyn ChainSource,
     confirmations: u32,
-) -> Result<(Verification, bool), AnchorError> {
+) -> Result<Checked, AnchorError> {
     let mut changed = false;
     for a in bundle.anchors.iter_mut() {
         changed |= refresh_proof(a, chain, source)?.0;
     }
-    let v = verify_bundle(bundle, chain, confirmations, &mut |op| {
+    let mut followed = Vec::new();
+    let mut follow_error = None;
+    while let Some(last) = bundle.anchors.last() {
+        let Some(Standing::Confirmed { height, .. }) = standing_of(last, chain) else {
+            break;
+        };
+        let seal = last.seal_outpoint();
+        if source.unspent(&seal, false)?.is_some() {
+            break;
+        }
+        let Some((tx, proof)) = find_spend(chain, source, &seal, height + 1)? else {
+            break;
+        };
+        match follow_spend(bundle, &tx, Some(proof)) {
+            Ok(index) => {
+                followed.push(index);
+                changed = true;
+            }
+            Err(e) => {
+                follow_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let verification = verify_bundle(bundle, chain, confirmations, &mut |op| {
         source.unspent(op, false).map(|u| u.is_some())
     })?;
-    Ok((v, changed))
+    Ok(Checked {
+        verification,
+        changed,
+        followed,
+        follow_error,
+    })
+}
+
+/// The transaction of `chain`'s best chain, at or above `from`, that spends
+/// `outpoint`, with the proof of its block. Blocks come from `source` and
+/// are checked against their validated headers.
+pub fn find_spend(
+    chain: &HeaderChain,
+    source: &dyn ChainSource,
+    outpoint: &bitcoin::OutPoint,
+    from: u32,
+) -> Result<Option<(bitcoin::Transaction, bitcoin::MerkleBlock)>, AnchorError> {
+    for height in from..=chain.height() {
+        let Some(entry) = chain.at_height(height) else {
+            break;
+        };
+        let block = source.block(&entry.hash)?;
+        check_block(&block, height, entry.hash)?;
+        if let Some(tx) = block
+            .txdata
+            .iter()
+            .find(|t| t.input.iter().any(|i| i.previous_output == *outpoint))
+        {
+            let txid = tx.compute_txid();
+            let proof = bitcoin::MerkleBlock::from_block_with_predicate(&block, |t| *t == txid);
+            return Ok(Some((tx.clone(), proof)));
+        }
+    }
+    Ok(None)
 }

@@ -123,20 +123,32 @@ pub fn create(
         keystore_passphrase,
         params,
     )?;
-    let hot_file = keystore::seal(
-        SecretKind::HotKeys,
-        &HotKeys::derive(&master, 0)?.encode(),
-        keystore_passphrase,
-        params,
-    )?;
     write_atomic(&dir.seed_file(), &seed_file).map_err(io("cannot write the seed keystore"))?;
-    write_atomic(&dir.hot_file(), &hot_file).map_err(io("cannot write the hot-key keystore"))?;
+    write_hot_keys(dir, &master, 0, keystore_passphrase, params)?;
     if let Err(e) = store.set_own_identity(&state.id, &log) {
         let _ = fs::remove_file(dir.seed_file());
         let _ = fs::remove_file(dir.hot_file());
         return Err(e.into());
     }
     Ok(OwnIdentity { log, state })
+}
+
+/// Writes the hot-key keystore for rotation `index` (replacing the
+/// previous one atomically): the node switches to that rotation's keys.
+pub fn write_hot_keys(
+    dir: &DataDir,
+    master: &MasterKey,
+    index: u32,
+    keystore_passphrase: &str,
+    params: KdfParams,
+) -> Result<(), IdentityError> {
+    let hot_file = keystore::seal(
+        SecretKind::HotKeys,
+        &HotKeys::derive(master, index)?.encode(),
+        keystore_passphrase,
+        params,
+    )?;
+    write_atomic(&dir.hot_file(), &hot_file).map_err(io("cannot write the hot-key keystore"))
 }
 
 /// Loads and verifies the node's own identity.

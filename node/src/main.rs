@@ -71,6 +71,21 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Rotate to the next pre-committed keys: spend the current seal with the
+    /// next key (which only the seed gives) into the seal of the new event.
+    Rotate {
+        #[command(flatten)]
+        bitcoin: cli::chain::BitcoinArgs,
+        /// Fee rate in sat/vB (default: the chain source's estimate).
+        #[arg(long, value_name = "SAT_PER_VB")]
+        fee_rate: Option<u64>,
+        /// Type the seed words instead of unlocking the seed keystore.
+        #[arg(long)]
+        typed_words: bool,
+        /// Broadcast and return without waiting for confirmations.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Other people's identities: add their bundles, check them against Bitcoin.
     Contact {
         #[command(flatten)]
@@ -234,6 +249,12 @@ fn run(args: Cli, out: &cli::Output) -> anyhow::Result<()> {
             seal_value.as_deref(),
             no_wait,
         ),
+        Command::Rotate {
+            bitcoin,
+            fee_rate,
+            typed_words,
+            no_wait,
+        } => cli::anchor::rotate(&ctx, out, &bitcoin, fee_rate, typed_words, no_wait),
         Command::Contact { bitcoin, command } => match command {
             ContactCommand::Add { bundle, name } => {
                 cli::anchor::add(&ctx, out, &bitcoin, &bundle, name.as_deref())

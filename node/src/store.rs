@@ -6,7 +6,8 @@ use std::path::Path;
 
 use bitcoin::hashes::Hash as _;
 use cairn_chain_anchor::headers::{decode_chunk, ChainUpdate, HeaderChain, HeaderEntry, CHUNK_LEN};
-use cairn_chain_anchor::{Anchor, ChainNetwork, ChainParams};
+use cairn_chain_anchor::sealed::SealedRotation;
+use cairn_chain_anchor::{Anchor, Bundle, ChainNetwork, ChainParams};
 use cairn_wallet::kel::{DecodeError, KeyEventLog, SignedEvent};
 use cairn_wallet::IdentityId;
 use rocksdb::{
@@ -31,7 +32,8 @@ pub const CF_HEADERS: &str = "headers";
 pub const CF_FUNDS: &str = "funds";
 /// Column family of anchors, per network (Core's chain name):
 /// `network ‖ 0x00 ‖ identity id (32) ‖ establishment index (u32 BE)` →
-/// [`Anchor::encode`].
+/// [`Anchor::encode`]; and of sealed future rotations (the same on every
+/// network): `"sealed" ‖ 0x00 ‖ identity id ‖ rotation index (u32 BE)` → ciphertext.
 pub const CF_ANCHORS: &str = "anchors";
 /// Column family of contacts: `identity id (32)` → [`ContactRecord`] (JSON).
 /// Their logs are in [`CF_KEL`] and their anchors in [`CF_ANCHORS`].
@@ -436,8 +438,14 @@ fn side_key(hash: &bitcoin::BlockHash) -> [u8; 33] {
     k
 }
 
+const SEALED_SPACE: &str = "sealed";
+
 fn anchor_key(network: ChainNetwork, id: &IdentityId, index: u32) -> Vec<u8> {
-    let mut k = network.core_chain_name().as_bytes().to_vec();
+    space_key(network.core_chain_name(), id, index)
+}
+
+fn space_key(space: &str, id: &IdentityId, index: u32) -> Vec<u8> {
+    let mut k = space.as_bytes().to_vec();
     k.push(0);
     k.extend_from_slice(&id.0);
     k.extend_from_slice(&index.to_be_bytes());
@@ -494,28 +502,90 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a contact's log, anchors and record in one synced batch,
-    /// replacing what was stored for `id`.
-    pub fn put_contact(
+    /// The sealed future rotations of `id`, by index.
+    pub fn sealed_rotations(&self, id: &IdentityId) -> Result<Vec<SealedRotation>, StoreError> {
+        let cf = self.cf(CF_ANCHORS);
+        let start = space_key(SEALED_SPACE, id, 0);
+        let prefix = &start[..start.len() - 4];
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            let index: [u8; 4] = k[prefix.len()..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("sealed rotation key".into()))?;
+            out.push(SealedRotation {
+                index: u32::from_be_bytes(index),
+                ciphertext: v.into_vec(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Replaces `id`'s log, its anchors on `network` and its sealed
+    /// rotations, in `batch`.
+    fn bundle_into_batch(
+        &self,
+        batch: &mut WriteBatch,
+        network: ChainNetwork,
+        id: &IdentityId,
+        bundle: (&KeyEventLog, &[Anchor], &[SealedRotation]),
+    ) -> Result<(), StoreError> {
+        let (log, anchors, sealed) = bundle;
+        self.log_into_batch(batch, id, log)?;
+        let cf = self.cf(CF_ANCHORS);
+        for space in [network.core_chain_name(), SEALED_SPACE] {
+            batch.delete_range_cf(cf, space_key(space, id, 0), space_key(space, id, u32::MAX));
+            batch.delete_cf(cf, space_key(space, id, u32::MAX));
+        }
+        for (i, a) in anchors.iter().enumerate() {
+            batch.put_cf(cf, anchor_key(network, id, i as u32), a.encode());
+        }
+        for s in sealed {
+            batch.put_cf(cf, space_key(SEALED_SPACE, id, s.index), &s.ciphertext);
+        }
+        Ok(())
+    }
+
+    /// Records the node's own identity as `log`, with its anchors on
+    /// `network` and its sealed future rotations, in one synced batch (a
+    /// rotation: the new event, the transaction that anchors it and the next
+    /// sealed events are kept together or not at all).
+    pub fn put_own_bundle(
         &self,
         network: ChainNetwork,
         id: &IdentityId,
         log: &KeyEventLog,
         anchors: &[Anchor],
+        sealed: &[SealedRotation],
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        self.bundle_into_batch(&mut batch, network, id, (log, anchors, sealed))?;
+        self.db.write_opt(batch, &synced())?;
+        Ok(())
+    }
+
+    /// Stores a contact's log, anchors, sealed rotations and record in one
+    /// synced batch, replacing what was stored for `id`.
+    pub fn put_contact(
+        &self,
+        network: ChainNetwork,
+        id: &IdentityId,
+        bundle: &Bundle,
         record: &ContactRecord,
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
-        self.log_into_batch(&mut batch, id, log)?;
-        let cf = self.cf(CF_ANCHORS);
-        batch.delete_range_cf(
-            cf,
-            anchor_key(network, id, 0),
-            anchor_key(network, id, u32::MAX),
-        );
-        batch.delete_cf(cf, anchor_key(network, id, u32::MAX));
-        for (i, a) in anchors.iter().enumerate() {
-            batch.put_cf(cf, anchor_key(network, id, i as u32), a.encode());
-        }
+        self.bundle_into_batch(
+            &mut batch,
+            network,
+            id,
+            (&bundle.log, &bundle.anchors, &bundle.sealed),
+        )?;
         let json = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         batch.put_cf(self.cf(CF_CONTACTS), id.0, json);
         self.db.write_opt(batch, &synced())?;

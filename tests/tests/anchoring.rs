@@ -7,7 +7,9 @@ use bitcoin::secp256k1::Secp256k1;
 use bitcoin::Amount;
 use cairn_chain_anchor::anchor::{own_seal, rotation_tx};
 use cairn_chain_anchor::source::ChainSource;
-use cairn_chain_anchor::{Bundle, ChainNetwork, ChainParams, HeaderChain, RpcSource, Verdict};
+use cairn_chain_anchor::{
+    Anchor, Bundle, ChainNetwork, ChainParams, HeaderChain, RpcSource, Verdict,
+};
 use cairn_devnet::Devnet;
 use cairn_node::anchoring::{self, Standing, DEFAULT_SEAL_VALUE};
 use cairn_node::chain::unix_now;
@@ -61,20 +63,18 @@ impl Node {
         self.sync();
         anchoring::check_bundle(bundle, &self.chain, &self.source, confirmations)
             .unwrap()
-            .0
+            .verification
             .verdict
     }
 }
 
-#[test]
-fn an_anchored_identity_is_current_for_a_node_holding_only_its_bundle() {
-    let devnet = Devnet::start().unwrap();
+/// Alice: an identity from her words and a funding wallet with 1 BTC, whose
+/// inception seal is built, stored and broadcast (`cairn anchor`), not mined.
+fn anchoring_alice(devnet: &Devnet) -> (Node, MasterKey, OwnIdentity, Anchor) {
     let c = devnet.client().unwrap();
     let w = miner();
     c.generate_to_address(101, &w.address()).unwrap();
-
-    // Alice: an identity from her words, and her funding wallet with 1 BTC.
-    let mut alice = Node::new(&devnet);
+    let mut alice = Node::new(devnet);
     let phrase = SeedPhrase::parse(
         "legal winner thank year wave sausage worth useful legal winner thank yellow",
     )
@@ -101,29 +101,52 @@ fn an_anchored_identity_is_current_for_a_node_holding_only_its_bundle() {
         .scan(&alice.chain, &alice.source, None, &mut |_, _| {})
         .unwrap();
     assert_eq!(funds.balance().confirmed, one);
-
-    // `cairn anchor`: the inception seal from the funding wallet, stored, broadcast.
     let rate = bitcoin::FeeRate::from_sat_per_vb_u32(2);
     let anchor =
         anchoring::build_inception(&mut funds, &master, &own, DEFAULT_SEAL_VALUE, rate).unwrap();
-    let seal = anchor.seal_outpoint();
-    assert_eq!(anchor.tx.output[0].value, DEFAULT_SEAL_VALUE);
-    println!("inception seal transaction: {} vB", anchor.tx.vsize());
+    let sealed = anchoring::future_rotations(&master, &own.state.id, 0).unwrap();
     let txid = anchoring::publish_inception(
         &alice.store,
         &mut funds,
         &alice.source,
         &own,
         &anchor,
+        &sealed,
         unix_now(),
     )
     .unwrap();
-    assert_eq!(txid, seal.txid);
+    assert_eq!(txid, anchor.txid());
+    drop(funds);
+    (alice, master, own, anchor)
+}
+
+#[test]
+fn an_anchored_identity_is_current_for_a_node_holding_only_its_bundle() {
+    let devnet = Devnet::start().unwrap();
+    let c = devnet.client().unwrap();
+    let w = miner();
+
+    let (mut alice, master, own, anchor) = anchoring_alice(&devnet);
+    let seal = anchor.seal_outpoint();
+    assert_eq!(anchor.tx.output[0].value, DEFAULT_SEAL_VALUE);
+    println!("inception seal transaction: {} vB", anchor.tx.vsize());
     // A second inception for the same identity is refused.
+    let mut funds = Funds::load(&alice.store, ChainNetwork::Regtest)
+        .unwrap()
+        .unwrap();
+    let rate = bitcoin::FeeRate::from_sat_per_vb_u32(2);
     let again =
         anchoring::build_inception(&mut funds, &master, &own, DEFAULT_SEAL_VALUE, rate).unwrap();
     assert!(matches!(
-        anchoring::publish_inception(&alice.store, &mut funds, &alice.source, &own, &again, 0),
+        anchoring::publish_inception(
+            &alice.store,
+            &mut funds,
+            &alice.source,
+            &own,
+            &again,
+            &[],
+            0
+        ),
         Err(anchoring::AnchorError::AlreadyAnchored(..))
     ));
     drop(funds);
@@ -230,5 +253,143 @@ fn an_anchored_identity_is_current_for_a_node_holding_only_its_bundle() {
             rotation_index: 0,
             seal: seal.to_string()
         }
+    );
+}
+
+/// `cairn rotate` as the node does it: build from the seed, store, broadcast.
+fn rotate(alice: &mut Node, master: &MasterKey, own: &OwnIdentity) -> (OwnIdentity, Anchor) {
+    let anchors = alice
+        .store
+        .anchors(ChainNetwork::Regtest, &own.state.id)
+        .unwrap();
+    let rate = bitcoin::FeeRate::from_sat_per_vb_u32(2);
+    let plan = anchoring::build_rotation(master, own, anchors, rate).unwrap();
+    alice
+        .store
+        .put_own_bundle(
+            ChainNetwork::Regtest,
+            &own.state.id,
+            &plan.log,
+            &plan.anchors,
+            &plan.sealed,
+        )
+        .unwrap();
+    let anchor = plan.anchors.last().unwrap().clone();
+    alice.source.broadcast(&anchor.tx).unwrap();
+    let state = plan.log.verify().unwrap();
+    (
+        OwnIdentity {
+            log: plan.log,
+            state,
+        },
+        anchor,
+    )
+}
+
+#[test]
+fn a_contact_follows_two_rotations_from_the_chain_and_a_reorg_reverts_the_last() {
+    let devnet = Devnet::start().unwrap();
+    let c = devnet.client().unwrap();
+    let w = miner();
+    let (mut alice, master, own, _) = anchoring_alice(&devnet);
+    c.generate_to_address(1, &w.address()).unwrap();
+    assert!(matches!(
+        alice.refresh(&own.state.id),
+        Some(Standing::Confirmed { .. })
+    ));
+
+    // Bob takes Alice's bundle once, at the inception, and never again.
+    let mut bob = Node::new(&devnet);
+    let mut bundle = anchoring::own_bundle(&alice.store, ChainNetwork::Regtest, &own).unwrap();
+    assert!(matches!(
+        bob.verdict(&mut bundle, 1),
+        Verdict::Current {
+            rotation_index: 0,
+            ..
+        }
+    ));
+
+    // A node with only the hot key of rotation 0 cannot rotate: the seal
+    // opens only with the next key (Bitcoin consensus refuses the rest; see
+    // the chain tests), and the builder refuses to sign with another key.
+    let anchors = alice
+        .store
+        .anchors(ChainNetwork::Regtest, &own.state.id)
+        .unwrap();
+    let hot = own_seal(
+        &Secp256k1::new(),
+        own.state.current(),
+        &master.signing_key(1).unwrap().public(),
+    )
+    .unwrap();
+    assert_eq!(
+        rotation_tx(
+            &anchors[0],
+            &hot,
+            &master.signing_key(0).unwrap(),
+            &hot,
+            Amount::from_sat(300)
+        ),
+        Err(cairn_chain_anchor::anchor::BuildError::WrongKey)
+    );
+
+    // Two rotations, each mined; Bob follows each from the chain alone.
+    let (own1, a1) = rotate(&mut alice, &master, &own);
+    assert!(a1.tx.vsize() <= 140, "a rotation is {} vB", a1.tx.vsize());
+    println!("rotation transaction: {} vB", a1.tx.vsize());
+    c.generate_to_address(1, &w.address()).unwrap();
+    assert!(matches!(
+        bob.verdict(&mut bundle, 1),
+        Verdict::Current {
+            rotation_index: 1,
+            ..
+        }
+    ));
+    let (own2, _) = rotate(&mut alice, &master, &own1);
+    let mined = c.generate_to_address(1, &w.address()).unwrap()[0];
+    let verdict = bob.verdict(&mut bundle, 1);
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Current {
+                rotation_index: 2,
+                ..
+            }
+        ),
+        "{verdict}"
+    );
+    assert_eq!(
+        bundle.log, own2.log,
+        "Bob rebuilt Alice's log from the chain"
+    );
+    let checked = anchoring::check_bundle(&mut bundle, &bob.chain, &bob.source, 1).unwrap();
+    assert_eq!(
+        checked.verification.usable().unwrap().signing_key,
+        master.signing_key(2).unwrap().public()
+    );
+
+    // The block with rotation 2 leaves the best chain: back at rotation 1.
+    c.invalidate_block(&mined).unwrap();
+    c.generate_empty_block(&w.address()).unwrap();
+    c.generate_empty_block(&w.address()).unwrap();
+    assert_eq!(
+        bob.verdict(&mut bundle, 1),
+        Verdict::Reorged {
+            rotation_index: Some(1),
+            left_index: 2
+        }
+    );
+    let checked = anchoring::check_bundle(&mut bundle, &bob.chain, &bob.source, 1).unwrap();
+    assert_eq!(
+        checked.verification.usable().unwrap().signing_key,
+        master.signing_key(1).unwrap().public()
+    );
+    // Mined again (it waited in the mempool): current at rotation 2 once more.
+    let again = c.generate_to_address(1, &w.address()).unwrap()[0];
+    assert_ne!(again, mined);
+    let verdict = bob.verdict(&mut bundle, 1);
+    assert!(
+        matches!(verdict, Verdict::Current { rotation_index: 2, anchor_height, .. } if anchor_height == c.block_count().unwrap()),
+        "{verdict}"
     );
 }

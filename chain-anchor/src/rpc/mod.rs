@@ -645,6 +645,16 @@ impl RpcClient {
         )
     }
 
+    /// `generateblock address []`: one block with no transactions (the
+    /// mempool stays as it is); regtest only.
+    pub fn generate_empty_block(&self, address: &Address) -> Result<BlockHash, RpcError> {
+        let v = self.call("generateblock", json!([address.to_string(), []]))?;
+        from_json(
+            "generateblock",
+            v.get("hash").cloned().unwrap_or(Value::Null),
+        )
+    }
+
     /// `invalidateblock hash`.
     pub fn invalidate_block(&self, hash: &BlockHash) -> Result<(), RpcError> {
         self.call("invalidateblock", json!([hash])).map(drop)

@@ -67,6 +67,7 @@ pub fn anchor(
             let master = MasterKey::new(&secrets.seed);
             drop(secrets);
             let anchor = anchoring::build_inception(&mut wallet, &master, &own, value, rate)?;
+            let sealed = anchoring::future_rotations(&master, &id, 0)?;
             drop(master);
             let fee = wallet.fee_of(&anchor.tx);
             let vsize = anchor.tx.vsize();
@@ -76,6 +77,7 @@ pub fn anchor(
                 &source,
                 &own,
                 &anchor,
+                &sealed,
                 unix_now(),
             )
             .with_context(|| format!("broadcasting through {}", source.describe()))?;
@@ -89,28 +91,7 @@ pub fn anchor(
         }
     };
     let need = settings.confirmations.max(1);
-    let mut shown = None;
-    let standing = loop {
-        chain::sync(&store, network, &source, &mut |_| {})
-            .with_context(|| format!("syncing headers from {}", source.describe()))?;
-        let chain = chain::load(&store, network)?;
-        let (_, standing) = anchoring::refresh_stored(&store, network, &id, &chain, &source)?;
-        let standing = standing.unwrap_or(Standing::Unconfirmed);
-        let have = match standing {
-            Standing::Unconfirmed => 0,
-            Standing::Confirmed { confirmations, .. } => confirmations,
-        };
-        if have >= need || no_wait {
-            break standing;
-        }
-        if !out.json && shown != Some(have) {
-            out.line(&format!(
-                "Waiting for {need} confirmations: {have} so far (Ctrl-C stops waiting; `cairn anchor` again resumes)."
-            ));
-            shown = Some(have);
-        }
-        std::thread::sleep(poll_interval(network));
-    };
+    let standing = wait_for_last(out, &store, &source, network, &id, need, no_wait)?;
     let chain = chain::load(&store, network)?;
     let seal = format!("{txid}:{}", cairn_chain_anchor::anchor::SEAL_VOUT);
     match standing {
@@ -148,6 +129,149 @@ pub fn anchor(
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// Syncs headers and refreshes the proofs of `id`'s stored anchors until
+/// the last one has `need` confirmations (or once, with `no_wait`).
+fn wait_for_last(
+    out: &Output,
+    store: &Store,
+    source: &dyn ChainSource,
+    network: ChainNetwork,
+    id: &IdentityId,
+    need: u32,
+    no_wait: bool,
+) -> Result<Standing> {
+    let mut shown = None;
+    loop {
+        chain::sync(store, network, source, &mut |_| {})
+            .with_context(|| format!("syncing headers from {}", source.describe()))?;
+        let chain = chain::load(store, network)?;
+        let (_, standing) = anchoring::refresh_stored(store, network, id, &chain, source)?;
+        let standing = standing.unwrap_or(Standing::Unconfirmed);
+        let have = match standing {
+            Standing::Unconfirmed => 0,
+            Standing::Confirmed { confirmations, .. } => confirmations,
+        };
+        if have >= need || no_wait {
+            return Ok(standing);
+        }
+        if !out.json && shown != Some(have) {
+            out.line(&format!(
+                "Waiting for {need} confirmations: {have} so far (Ctrl-C stops waiting; run the command again to resume)."
+            ));
+            shown = Some(have);
+        }
+        std::thread::sleep(poll_interval(network));
+    }
+}
+
+/// `cairn rotate`.
+pub fn rotate(
+    ctx: &Context,
+    out: &Output,
+    args: &BitcoinArgs,
+    fee_rate: Option<u64>,
+    typed_words: bool,
+    no_wait: bool,
+) -> Result<()> {
+    let settings = args.settings(ctx)?;
+    let network = settings.network;
+    let (store, own) = ctx.load()?;
+    let id = own.state.id;
+    let anchors = store.anchors(network, &id)?;
+    let source = connect(&settings)?;
+    chain::sync(&store, network, &source, &mut |_| {})
+        .with_context(|| format!("syncing headers from {}", source.describe()))?;
+    let chain = chain::load(&store, network)?;
+    let pending = anchors.len() == own.state.establishment.len()
+        && anchors.len() > 1
+        && matches!(
+            anchoring::refresh_stored(&store, network, &id, &chain, &source)?.1,
+            Some(Standing::Unconfirmed)
+        );
+    let index = if pending {
+        // A rotation already stored and broadcast: send it again (it may
+        // have left the mempool) and wait for it, rather than start another.
+        let last = &anchors[anchors.len() - 1];
+        if let Err(e) = source.broadcast(&last.tx) {
+            tracing::info!(error = %e, "rebroadcast of the pending rotation");
+        }
+        if !out.json {
+            out.line(&format!(
+                "Rotation {} was broadcast before (transaction {}); waiting for it.",
+                own.state.rotation_index(),
+                last.txid()
+            ));
+        }
+        own.state.rotation_index()
+    } else {
+        let rate = funds::choose_fee_rate(&source, fee_rate)?;
+        let pass = ctx.passphrase(Purpose::Existing)?;
+        let master = if typed_words {
+            let typed = super::secrets::seed_words()?;
+            let phrase = cairn_wallet::SeedPhrase::parse(&typed)?;
+            let bip39 = super::secrets::bip39_passphrase(Purpose::Existing)?;
+            if identity::preview(&phrase, &bip39)? != id {
+                bail!("these words (with this BIP39 passphrase) give another identity than {id}");
+            }
+            MasterKey::new(&phrase.to_seed(&bip39))
+        } else {
+            let secrets = identity::unlock_seed(&ctx.dir, &own, &pass).map_err(|e| match e {
+                identity::IdentityError::MissingKeystore(f) => anyhow::anyhow!(
+                    "rotating needs the seed, and this node holds only its hot keys ({f} is missing); type the words with `cairn rotate --typed-words`, or rotate on the device that keeps the seed"
+                ),
+                other => other.into(),
+            })?;
+            MasterKey::new(&secrets.seed)
+        };
+        let plan = anchoring::build_rotation(&master, &own, anchors, rate)?;
+        // The new event, its anchor and the next sealed events first, then
+        // the hot keys of the new rotation, then the broadcast: a node that
+        // stops midway resumes with `cairn rotate`.
+        store.put_own_bundle(network, &id, &plan.log, &plan.anchors, &plan.sealed)?;
+        identity::write_hot_keys(&ctx.dir, &master, plan.index, &pass, Default::default())?;
+        drop(master);
+        let tx = &plan.anchors[plan.anchors.len() - 1].tx;
+        let txid = source
+            .broadcast(tx)
+            .with_context(|| format!("broadcasting the rotation through {} (it is stored: `cairn rotate` again sends it)", source.describe()))?;
+        if !out.json {
+            out.line(&format!(
+                "Rotated to rotation {}: transaction {txid}, {} vB, fee {} from the seal.",
+                plan.index,
+                tx.vsize(),
+                plan.fee
+            ));
+        }
+        plan.index
+    };
+    let need = settings.confirmations.max(1);
+    let standing = wait_for_last(out, &store, &source, network, &id, need, no_wait)?;
+    let (height, confirmations) = match standing {
+        Standing::Confirmed {
+            height,
+            confirmations,
+        } => (Some(height), confirmations),
+        Standing::Unconfirmed => (None, 0),
+    };
+    if out.json {
+        out.json(&json!({
+            "id": id, "rotation_index": index, "height": height,
+            "confirmations": confirmations, "needed": need,
+            "anchored": confirmations >= need,
+        }));
+    } else if confirmations >= need {
+        out.line(&format!(
+            "Anchored: rotation {index} in block {}, {confirmations} confirmations. The node now uses the new keys.",
+            height.unwrap_or_default()
+        ));
+    } else {
+        out.line(&format!(
+            "Not confirmed yet: {confirmations} of {need}. Run `cairn rotate` again to wait."
+        ));
     }
     Ok(())
 }
@@ -237,7 +361,7 @@ pub fn add(
     if store.own_identity()? == Some(id) {
         bail!("{id} is this node's own identity");
     }
-    let mut anchors = bundle.anchors.clone();
+    let mut bundle = bundle;
     let mut record = ContactRecord {
         name: name.map(str::to_string),
         added: unix_now(),
@@ -253,8 +377,11 @@ pub fn add(
             );
         }
         let old_anchors = store.anchors(network, &id)?;
-        if anchors.len() < old_anchors.len() {
-            anchors = old_anchors;
+        if bundle.anchors.len() < old_anchors.len() {
+            bundle.anchors = old_anchors;
+        }
+        if bundle.sealed.is_empty() {
+            bundle.sealed = store.sealed_rotations(&id)?;
         }
         record.added = old.added;
         if record.name.is_none() {
@@ -270,7 +397,8 @@ pub fn add(
             bail!("the name {n:?} is already used for {other}");
         }
     }
-    store.put_contact(network, &id, &bundle.log, &anchors, &record)?;
+    store.put_contact(network, &id, &bundle, &record)?;
+    let anchors = &bundle.anchors;
     if out.json {
         out.json(&json!({
             "id": id, "name": record.name, "fingerprint": id.fingerprint(),
@@ -358,17 +486,18 @@ pub fn verify(ctx: &Context, out: &Output, args: &BitcoinArgs, who: &str) -> Res
         genesis: ChainParams::new(network).genesis_hash(),
         log,
         anchors: store.anchors(network, &id)?,
+        sealed: store.sealed_rotations(&id)?,
     };
     let source = connect(&settings)?;
     chain::sync(&store, network, &source, &mut |_| {})
         .with_context(|| format!("syncing headers from {}", source.describe()))?;
     let chain = chain::load(&store, network)?;
-    let (v, changed) =
-        anchoring::check_bundle(&mut bundle, &chain, &source, settings.confirmations)
-            .with_context(|| format!("checking {id} through {}", source.describe()))?;
-    if changed {
-        store.put_contact(network, &id, &bundle.log, &bundle.anchors, &record)?;
+    let checked = anchoring::check_bundle(&mut bundle, &chain, &source, settings.confirmations)
+        .with_context(|| format!("checking {id} through {}", source.describe()))?;
+    if checked.changed {
+        store.put_contact(network, &id, &bundle, &record)?;
     }
+    let v = &checked.verification;
     let usable = v.usable();
     let fail = matches!(v.verdict, Verdict::Stale { .. } | Verdict::Invalid { .. });
     if out.json {
@@ -379,6 +508,8 @@ pub fn verify(ctx: &Context, out: &Output, args: &BitcoinArgs, who: &str) -> Res
             "signing_key": usable.map(|e| hex(&e.signing_key.serialize())),
             "messaging_key": usable.map(|e| hex(&e.messaging_key.0)),
             "confirmations_required": settings.confirmations,
+            "followed_rotations": checked.followed,
+            "follow_error": checked.follow_error,
         }));
     } else {
         out.line(&format!(
@@ -389,7 +520,15 @@ pub fn verify(ctx: &Context, out: &Output, args: &BitcoinArgs, who: &str) -> Res
                 .map(|n| format!("{n}: "))
                 .unwrap_or_default()
         ));
+        for index in &checked.followed {
+            out.line(&format!(
+                "Rotated        to rotation {index} (followed from the chain)"
+            ));
+        }
         out.line(&format!("Status         {}", v.verdict));
+        if let Some(e) = &checked.follow_error {
+            out.line(&format!("Why            {e}"));
+        }
         if let Some(e) = usable {
             out.line(&format!(
                 "Signing key    {} (rotation {})",
