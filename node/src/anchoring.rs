@@ -80,6 +80,9 @@ pub enum AnchorError {
     /// The fee overflows.
     #[error("the fee rate is too high")]
     FeeOverflow,
+    /// The log made from the seed does not verify (a bug, or a corrupt store).
+    #[error(transparent)]
+    Log(#[from] cairn_wallet::kel::LogError),
 }
 
 /// The identity bundle of the node's own identity on `network`, with the
@@ -425,4 +428,164 @@ pub fn find_spend(
         }
     }
     Ok(None)
+}
+
+/// What a restore found on chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// The heights of the anchors found, in order: the inception's first,
+    /// then one per rotation. Empty if the identity was never anchored (or
+    /// the source's chain does not have it).
+    pub heights: Vec<u32>,
+    /// Blocks scanned.
+    pub blocks: u32,
+}
+
+impl RestoreReport {
+    /// The rotation index found on chain, if the identity is anchored.
+    pub fn rotation_index(&self) -> Option<u32> {
+        (self.heights.len() as u32).checked_sub(1)
+    }
+}
+
+/// The seals of the seed's establishment events, made as far as needed.
+struct SealFinder<'m> {
+    master: &'m MasterKey,
+    id: IdentityId,
+    events: Vec<cairn_wallet::SignedEvent>,
+    scripts: Vec<bitcoin::ScriptBuf>,
+    leaves: Vec<bitcoin::TapLeafHash>,
+    found: Vec<(Anchor, u32)>,
+    error: Option<AnchorError>,
+}
+
+impl SealFinder<'_> {
+    /// Makes sure the seal of event `index` is known.
+    fn extend_to(&mut self, index: usize) -> Result<(), AnchorError> {
+        let secp = Secp256k1::verification_only();
+        while self.scripts.len() <= index {
+            let i = self.scripts.len() as u32;
+            let prev = self.events.last().map(|e| e.digest());
+            let event = establishment_event(self.master, i, prev)?;
+            let next = self.master.signing_key(i + 1)?;
+            let seal = Seal::new(&secp, event.digest(), &next.public())?;
+            self.scripts.push(seal.script_pubkey());
+            self.leaves.push(seal.next_leaf);
+            self.events.push(event);
+        }
+        Ok(())
+    }
+
+    /// Looks at one block of the best chain, in order.
+    fn block(&mut self, block: &bitcoin::Block, height: u32) {
+        if self.error.is_some() {
+            return;
+        }
+        for tx in &block.txdata {
+            let index = self.found.len();
+            if let Err(e) = self.extend_to(index) {
+                self.error = Some(e);
+                return;
+            }
+            if tx.output.first().map(|o| &o.script_pubkey) != Some(&self.scripts[index]) {
+                continue;
+            }
+            // A rotation spends the previous seal; the inception seal is the
+            // first output ever made with its script (a copy made later by
+            // someone holding the bundle comes after it).
+            if let Some((prev, _)) = self.found.last() {
+                if tx.input.first().map(|i| i.previous_output) != Some(prev.seal_outpoint()) {
+                    continue;
+                }
+            }
+            let txid = tx.compute_txid();
+            let attestation = match index {
+                0 => match self.master.signing_key(1) {
+                    Ok(k) => Some(Attestation::sign(
+                        &k,
+                        &self.id,
+                        &bitcoin::OutPoint::new(txid, cairn_chain_anchor::anchor::SEAL_VOUT),
+                    )),
+                    Err(e) => {
+                        self.error = Some(e.into());
+                        return;
+                    }
+                },
+                _ => None,
+            };
+            let anchor = Anchor {
+                next_leaf: self.leaves[index],
+                tx: tx.clone(),
+                proof: Some(bitcoin::MerkleBlock::from_block_with_predicate(
+                    block,
+                    |t| *t == txid,
+                )),
+                attestation,
+            };
+            self.found.push((anchor, height));
+        }
+    }
+}
+
+/// Follows the seed's identity on chain, with nothing but the words and the
+/// chain source: one pass over the blocks of `chain` (the funding wallet's,
+/// so its coins come back too) finds the inception seal, then each
+/// transaction that spends the last seal found into the next event's seal.
+/// Stores the log, anchors and sealed events found, and returns the identity
+/// at its current rotation.
+pub fn restore_from_chain(
+    store: &Store,
+    funds: &mut Funds<'_>,
+    master: &MasterKey,
+    own: &OwnIdentity,
+    chain: &HeaderChain,
+    source: &dyn ChainSource,
+    progress: &mut dyn FnMut(u32, u32),
+) -> Result<(OwnIdentity, RestoreReport), AnchorError> {
+    let id = own.state.id;
+    let mut finder = SealFinder {
+        master,
+        id,
+        events: Vec::new(),
+        scripts: Vec::new(),
+        leaves: Vec::new(),
+        found: Vec::new(),
+        error: None,
+    };
+    // The words' birthday is unknown: no identity is older than Cairn.
+    let born = store
+        .identity_birthday()?
+        .unwrap_or(crate::funds::CAIRN_EPOCH);
+    let scanned = funds.scan_with(chain, source, Some(born), progress, &mut |b, h| {
+        finder.block(b, h)
+    })?;
+    if let Some(e) = finder.error {
+        return Err(e);
+    }
+    let heights: Vec<u32> = finder.found.iter().map(|(_, h)| *h).collect();
+    let report = RestoreReport {
+        heights,
+        blocks: scanned.blocks,
+    };
+    let Some(current) = report.rotation_index() else {
+        return Ok((own.clone(), report));
+    };
+    // Only ever forward: a node that already holds this rotation (or a
+    // later one, still pending) keeps its log and anchors.
+    if current < own.state.rotation_index()
+        || (current == own.state.rotation_index()
+            && store.anchors(funds.network(), &id)?.len() == report.heights.len())
+    {
+        return Ok((own.clone(), report));
+    }
+    let log = if current == own.state.rotation_index() {
+        own.log.clone()
+    } else {
+        KeyEventLog::new(finder.events[..=current as usize].to_vec())
+    };
+    let state = log.verify()?;
+    let anchors: Vec<Anchor> = finder.found.into_iter().map(|(a, _)| a).collect();
+    let sealed = future_rotations(master, &id, current)?;
+    store.put_own_bundle(funds.network(), &id, &log, &anchors, &sealed)?;
+    Ok((OwnIdentity { log, state }, report))
 }

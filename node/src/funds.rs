@@ -36,6 +36,10 @@ pub const FEE_TARGET_BLOCKS: u16 = 6;
 /// times may lag real time (they only have to exceed the median of the 11
 /// before), so the wallet starts a day early.
 pub const BIRTHDAY_MARGIN_SECS: u64 = 86_400;
+/// No Cairn identity (nor its funding account) existed before this time
+/// (2026-01-01 UTC): a restore, which does not know when the words were
+/// made, scans from here instead of from the genesis block.
+pub const CAIRN_EPOCH: u64 = 1_767_225_600;
 /// Stored changesets are merged into one when there are more than this.
 const COMPACT_AFTER: usize = 64;
 /// During a scan the wallet is persisted every this many blocks, so an
@@ -318,6 +322,19 @@ impl<'a> Funds<'a> {
         birthday: Option<u64>,
         progress: &mut dyn FnMut(u32, u32),
     ) -> Result<ScanReport, FundsError> {
+        self.scan_with(chain, source, birthday, progress, &mut |_, _| {})
+    }
+
+    /// [`Funds::scan`], also showing each checked block to `on_block` (with
+    /// its height), so that other scans share the pass over the chain.
+    pub fn scan_with(
+        &mut self,
+        chain: &HeaderChain,
+        source: &dyn ChainSource,
+        birthday: Option<u64>,
+        progress: &mut dyn FnMut(u32, u32),
+        on_block: &mut dyn FnMut(&Block, u32),
+    ) -> Result<ScanReport, FundsError> {
         let genesis = chain.at_height(0).map(|e| BlockId {
             height: 0,
             hash: e.hash,
@@ -349,6 +366,7 @@ impl<'a> Funds<'a> {
             };
             let block = source.block(&entry.hash)?;
             check_block(&block, height, entry.hash)?;
+            on_block(&block, height);
             self.wallet
                 .apply_block_connected_to(&block, height, connected_to)
                 .map_err(|e| FundsError::Connect {

@@ -45,9 +45,14 @@ enum Command {
     },
     /// Restore an identity from its seed phrase (from the terminal, or standard input).
     Restore {
+        #[command(flatten)]
+        bitcoin: cli::chain::BitcoinArgs,
         /// The seed was created with a BIP39 passphrase (from CAIRN_BIP39_PASSPHRASE or a prompt).
         #[arg(long)]
         bip39_passphrase: bool,
+        /// Only regenerate the identity from the words; do not follow it on chain.
+        #[arg(long)]
+        offline: bool,
     },
     /// Show this node's identity: id, fingerprint, rotation index and keys.
     Id {
@@ -229,7 +234,11 @@ fn run(args: Cli, out: &cli::Output) -> anyhow::Result<()> {
             yes,
             bip39_passphrase,
         } => cli::init(&ctx, out, words, yes, bip39_passphrase),
-        Command::Restore { bip39_passphrase } => cli::restore(&ctx, out, bip39_passphrase),
+        Command::Restore {
+            bitcoin,
+            bip39_passphrase,
+            offline,
+        } => cli::restore(&ctx, out, &bitcoin, bip39_passphrase, offline),
         Command::Id { bitcoin, command } => match command {
             None => cli::show_id(&ctx, out, &bitcoin),
             Some(IdCommand::Export { file }) => {

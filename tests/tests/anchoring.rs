@@ -1,7 +1,8 @@
 //! Anchored identities end to end on the devnet (bitcoind when on PATH):
 //! one node anchors its identity from its funding wallet; a second node, with
-//! only the exported bundle text and its own connection to the chain, checks
-//! it against its own validated header chain.
+//! only the exported bundle and its own connection to the chain, checks it
+//! against its own validated header chain and follows its rotations from the
+//! chain alone, through a reorg; a third restores it from the words.
 
 use bitcoin::secp256k1::Secp256k1;
 use bitcoin::Amount;
@@ -287,7 +288,7 @@ fn rotate(alice: &mut Node, master: &MasterKey, own: &OwnIdentity) -> (OwnIdenti
 }
 
 #[test]
-fn a_contact_follows_two_rotations_from_the_chain_and_a_reorg_reverts_the_last() {
+fn two_rotations_are_followed_from_the_chain_through_a_reorg_and_restored_from_the_words() {
     let devnet = Devnet::start().unwrap();
     let c = devnet.client().unwrap();
     let w = miner();
@@ -390,6 +391,61 @@ fn a_contact_follows_two_rotations_from_the_chain_and_a_reorg_reverts_the_last()
     let verdict = bob.verdict(&mut bundle, 1);
     assert!(
         matches!(verdict, Verdict::Current { rotation_index: 2, anchor_height, .. } if anchor_height == c.block_count().unwrap()),
+        "{verdict}"
+    );
+
+    // Alice's laptop is lost: on a new machine, from the words alone and a
+    // chain source, the identity comes back at rotation 2 with its coins.
+    let mut laptop = Node::new(&devnet);
+    laptop.sync();
+    let log0 = KeyEventLog::new(vec![establishment_event(&master, 0, None).unwrap()]);
+    let fresh = OwnIdentity {
+        state: log0.verify().unwrap(),
+        log: log0,
+    };
+    laptop
+        .store
+        .set_own_identity(&fresh.state.id, &fresh.log)
+        .unwrap();
+    let keys = identity_descriptors(&master, ChainNetwork::Regtest).unwrap();
+    let mut funds = Funds::create(&laptop.store, ChainNetwork::Regtest, &keys).unwrap();
+    let (restored, report) = anchoring::restore_from_chain(
+        &laptop.store,
+        &mut funds,
+        &master,
+        &fresh,
+        &laptop.chain,
+        &laptop.source,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(report.rotation_index(), Some(2));
+    assert_eq!(restored.state.id, own.state.id);
+    assert_eq!(restored.log, own2.log);
+    assert_eq!(
+        restored.state.current().signing_key,
+        master.signing_key(2).unwrap().public()
+    );
+    let mut original = Funds::load(&alice.store, ChainNetwork::Regtest)
+        .unwrap()
+        .unwrap();
+    sync(&mut alice.chain, &alice.source, &alice.store);
+    original
+        .scan(&alice.chain, &alice.source, None, &mut |_, _| {})
+        .unwrap();
+    assert_eq!(funds.balance(), original.balance());
+    assert!(funds.balance().confirmed > Amount::ZERO);
+    // The restored node's bundle is what Alice's node would export.
+    let mut again = anchoring::own_bundle(&laptop.store, ChainNetwork::Regtest, &restored).unwrap();
+    let verdict = bob.verdict(&mut again, 1);
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Current {
+                rotation_index: 2,
+                ..
+            }
+        ),
         "{verdict}"
     );
 }

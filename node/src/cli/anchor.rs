@@ -542,3 +542,73 @@ pub fn verify(ctx: &Context, out: &Output, args: &BitcoinArgs, who: &str) -> Res
     }
     Ok(())
 }
+
+/// What `cairn restore` found on chain.
+pub struct Found {
+    /// The seals found.
+    pub report: anchoring::RestoreReport,
+    /// The funding wallet's balance after the scan.
+    pub balance: bdk_wallet::Balance,
+}
+
+/// `cairn restore`'s chain part: header sync, then one pass over the blocks
+/// that restores the funding wallet and finds the identity's seals; then the
+/// hot keys of the rotation found. `pass` is the keystore passphrase when
+/// the restore just set it (else it is asked for if the hot keys change).
+pub(super) fn follow_restore(
+    ctx: &Context,
+    out: &Output,
+    args: &BitcoinArgs,
+    store: &Store,
+    own: &identity::OwnIdentity,
+    master: &MasterKey,
+    pass: Option<zeroize::Zeroizing<String>>,
+) -> Result<(identity::OwnIdentity, Found)> {
+    let settings = args.settings(ctx)?;
+    let network = settings.network;
+    let source = connect(&settings)?;
+    let mut bar = super::chain::Bar::new(out, "headers");
+    let synced = chain::sync(store, network, &source, &mut |e| {
+        if let cairn_chain_anchor::SyncEvent::Progress { height, target } = e {
+            bar.draw(height, target);
+        }
+    });
+    bar.finish();
+    synced.with_context(|| format!("syncing headers from {}", source.describe()))?;
+    let chain = chain::load(store, network)?;
+    let mut wallet = match funds::Funds::load(store, network)? {
+        Some(f) => f,
+        None => {
+            let keys = funds::identity_descriptors(master, network)?;
+            funds::Funds::create(store, network, &keys)?
+        }
+    };
+    let mut bar = super::chain::Bar::new(out, "blocks");
+    let restored = anchoring::restore_from_chain(
+        store,
+        &mut wallet,
+        master,
+        own,
+        &chain,
+        &source,
+        &mut |h, t| bar.draw(h, t),
+    );
+    bar.finish();
+    let (restored, report) = restored
+        .with_context(|| format!("following the identity through {}", source.describe()))?;
+    if restored.state.rotation_index() != own.state.rotation_index() {
+        let pass = match pass {
+            Some(p) => p,
+            None => ctx.passphrase(Purpose::Existing)?,
+        };
+        identity::write_hot_keys(
+            &ctx.dir,
+            master,
+            restored.state.rotation_index(),
+            &pass,
+            Default::default(),
+        )?;
+    }
+    let balance = wallet.balance();
+    Ok((restored, Found { report, balance }))
+}

@@ -151,8 +151,16 @@ pub fn init(ctx: &Context, out: &Output, words: usize, yes: bool, with_bip39: bo
     Ok(())
 }
 
-/// `cairn restore`.
-pub fn restore(ctx: &Context, out: &Output, with_bip39: bool) -> Result<()> {
+/// `cairn restore`: the identity from its words, then (unless `offline`)
+/// followed on chain: its seals, its current rotation and the funding
+/// wallet's coins, with nothing but the words and the chain source.
+pub fn restore(
+    ctx: &Context,
+    out: &Output,
+    args: &chain::BitcoinArgs,
+    with_bip39: bool,
+    offline: bool,
+) -> Result<()> {
     let typed = secrets::seed_words()?;
     let phrase = SeedPhrase::parse(&typed)?;
     let bip39 = if with_bip39 {
@@ -162,22 +170,8 @@ pub fn restore(ctx: &Context, out: &Output, with_bip39: bool) -> Result<()> {
     };
     let new_id = identity::preview(&phrase, &bip39)?;
     let store = identity::open_store(&ctx.dir)?;
-    match store.own_identity()? {
-        Some(existing) if existing == new_id => {
-            let own = identity::load(&store, &ctx.dir)?;
-            if out.json {
-                let mut v = identity_json(&own, 0);
-                v["already_present"] = json!(true);
-                out.json(&v);
-            } else {
-                out.line(&format!(
-                    "{} already holds this identity; nothing to do.\n",
-                    ctx.dir.root().display()
-                ));
-                out.line(&identity_text(&own, 0));
-            }
-            return Ok(());
-        }
+    let (own, pass, already) = match store.own_identity()? {
+        Some(existing) if existing == new_id => (identity::load(&store, &ctx.dir)?, None, true),
         Some(existing) => {
             return Err(IdentityError::HoldsDifferentIdentity {
                 existing,
@@ -185,25 +179,92 @@ pub fn restore(ctx: &Context, out: &Output, with_bip39: bool) -> Result<()> {
             }
             .into())
         }
-        None => {}
-    }
-    let pass = ctx.passphrase(Purpose::New)?;
-    let own = identity::create(
-        &store,
-        &ctx.dir,
-        &phrase,
-        &bip39,
-        &pass,
-        KdfParams::default(),
-    )?;
+        None => {
+            let pass = ctx.passphrase(Purpose::New)?;
+            let own = identity::create(
+                &store,
+                &ctx.dir,
+                &phrase,
+                &bip39,
+                &pass,
+                KdfParams::default(),
+            )?;
+            // When the words were made is unknown; no identity is older than Cairn.
+            store.set_identity_birthday(cairn_node::funds::CAIRN_EPOCH)?;
+            (own, Some(pass), false)
+        }
+    };
+    let master = cairn_wallet::MasterKey::new(&phrase.to_seed(&bip39));
+    drop(phrase);
+    let followed = if offline {
+        None
+    } else {
+        Some(anchor::follow_restore(
+            ctx, out, args, &store, &own, &master, pass,
+        ))
+    };
+    drop(master);
+    let (own, found) = match followed {
+        Some(Ok((own, found))) => (own, Some(Ok(found))),
+        Some(Err(e)) => (own, Some(Err(format!("{e:#}")))),
+        None => (own, None),
+    };
+    let anchors = match &found {
+        Some(Ok(f)) => f.report.heights.len(),
+        _ => 0,
+    };
     if out.json {
-        out.json(&identity_json(&own, 0));
+        let mut v = identity_json(&own, anchors);
+        v["already_present"] = json!(already);
+        match &found {
+            Some(Ok(f)) => {
+                v["chain"] = json!({
+                    "anchor_heights": f.report.heights,
+                    "rotation_index": f.report.rotation_index(),
+                    "blocks_scanned": f.report.blocks,
+                    "funds_confirmed_sat": f.balance.confirmed.to_sat(),
+                    "funds_total_sat": f.balance.total().to_sat(),
+                });
+            }
+            Some(Err(e)) => v["chain_error"] = json!(e),
+            None => {}
+        }
+        out.json(&v);
+        return Ok(());
+    }
+    if already {
+        out.line(&format!(
+            "{} already holds this identity.\n",
+            ctx.dir.root().display()
+        ));
     } else {
         out.line(&format!(
             "Restored identity into {}.\n",
             ctx.dir.root().display()
         ));
-        out.line(&identity_text(&own, 0));
+    }
+    out.line(&identity_text(&own, anchors));
+    match &found {
+        Some(Ok(f)) => {
+            match f.report.rotation_index() {
+                None => out.line(&format!(
+                    "On chain       no seal found in {} blocks (never anchored, or not on this chain)",
+                    f.report.blocks
+                )),
+                Some(i) => out.line(&format!(
+                    "On chain       inception at block {}, rotation {i} current{}",
+                    f.report.heights[0],
+                    if i > 0 { format!(" (last rotation at block {})", f.report.heights[i as usize]) } else { String::new() }
+                )),
+            }
+            out.line(&format!("Funds          {} confirmed", f.balance.confirmed));
+        }
+        Some(Err(e)) => out.line(&format!(
+            "On chain       not followed: {e}\n               Run `cairn restore` again with a chain source to find the seals and coins."
+        )),
+        None => {}
+    }
+    if !already {
         out.line(&format!(
             "\nCheck the fingerprint {}: if your identity had another one, these words{} are not the ones you created it with.",
             own.state.id.fingerprint(),
