@@ -168,7 +168,8 @@ fn the_funding_wallet_pays_and_anchors_the_identity_through_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("node");
     write_config(&dir, &devnet);
-    ok_json(&cairn_with(&dir, &["--json", "init", "--yes"], Some(PASS)));
+    let created = ok_json(&cairn_with(&dir, &["--json", "init", "--yes"], Some(PASS)));
+    let words = created["words"].as_str().unwrap().to_string();
 
     // The first address asks for the passphrase once, to set the wallet up from the seed.
     let out = cairn_with(
@@ -292,7 +293,7 @@ fn the_funding_wallet_pays_and_anchors_the_identity_through_the_cli() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_secs(2));
     let block = rpc.generate_to_address(1, &miner.address()).unwrap()[0];
-    let a = ok_json(&waiting.wait_with_output().unwrap());
+    let a = ok_json(&finish_within(waiting, 120));
     assert_eq!(a["anchored"], true);
     assert_eq!(a["seal"], seal.as_str());
     assert_eq!(a["block"], block.to_string());
@@ -321,4 +322,115 @@ fn the_funding_wallet_pays_and_anchors_the_identity_through_the_cli() {
     assert_eq!(id["anchors"], 1);
     assert_eq!(v["signing_key"], id["signing_key"]);
     assert!(failure(&cairn(&bob, &["contact", "verify", "carol"])).contains("no contact"));
+
+    // `cairn rotate` with the seed from the keystore, mined while it waits;
+    // Bob's node follows the rotation from the chain alone.
+    let rotating = spawn_with(&dir, &["--json", "rotate", "--fee-rate", "2"], PASS);
+    wait_for_mempool(&rpc);
+    rpc.generate_to_address(1, &miner.address()).unwrap();
+    let r = ok_json(&finish_within(rotating, 120));
+    assert_eq!(r["rotation_index"], 1);
+    assert_eq!(r["anchored"], true);
+    let id1 = ok_json(&cairn(&dir, &["id", "--json"]));
+    assert_eq!(id1["rotation_index"], 1);
+    assert_ne!(id1["signing_key"], id["signing_key"]);
+    let v = ok_json(&cairn(&bob, &["--json", "contact", "verify", "alice"]));
+    assert_eq!(v["verdict"]["status"], "current", "{v}");
+    assert_eq!(v["verdict"]["rotation_index"], 1);
+    assert_eq!(v["followed_rotations"], serde_json::json!([1]));
+    assert_eq!(v["signing_key"], id1["signing_key"]);
+
+    // On a new machine, the words and the chain bring it all back.
+    let laptop = tmp.path().join("laptop");
+    write_config(&laptop, &devnet);
+    let mut restore = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("--data-dir")
+        .arg(&laptop)
+        .args(["--json", "restore"])
+        .env("CAIRN_PASSPHRASE", PASS)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    restore
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(words.as_bytes())
+        .unwrap();
+    let restored = ok_json(&restore.wait_with_output().unwrap());
+    assert_eq!(restored["id"], id1["id"]);
+    assert_eq!(restored["rotation_index"], 1);
+    assert_eq!(
+        restored["chain"]["anchor_heights"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(restored["signing_key"], id1["signing_key"]);
+    let balance = ok_json(&cairn(&dir, &["wallet", "balance", "--json"]));
+    assert_eq!(
+        restored["chain"]["funds_confirmed_sat"],
+        balance["confirmed_sat"]
+    );
+    // The restored node's hot keys are those of rotation 1.
+    ok_json(&cairn_with(
+        &laptop,
+        &["--json", "keystore", "check"],
+        Some(PASS),
+    ));
+
+    // A node holding only the hot keys cannot rotate, and says why.
+    std::fs::remove_file(dir.join("keystore").join("seed.cks")).unwrap();
+    let err = failure(&cairn_with(
+        &dir,
+        &["rotate", "--fee-rate", "2"],
+        Some(PASS),
+    ));
+    assert!(err.contains("holds only its hot keys"), "{err}");
+}
+
+/// Waits (at most a minute) until the devnet's mempool holds a transaction.
+fn wait_for_mempool(rpc: &cairn_chain_anchor::rpc::RpcClient) {
+    for _ in 0..600 {
+        let pool = rpc.call("getrawmempool", serde_json::json!([])).unwrap();
+        if pool.as_array().is_some_and(|a| !a.is_empty()) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("nothing reached the mempool within a minute");
+}
+
+/// The output of `child`, killing it if it has not ended within `secs`.
+fn finish_within(mut child: std::process::Child, secs: u64) -> Output {
+    for _ in 0..secs * 10 {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    panic!(
+        "cairn did not finish within {secs} s: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `cairn ARGS` started in the background with the keystore passphrase.
+fn spawn_with(dir: &Path, args: &[&str], pass: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("CAIRN_PASSPHRASE", pass)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }
