@@ -809,7 +809,7 @@ pub fn own_seal<C: CanVerify>(
 /// view): input 0 spends the previous seal through its next-key leaf, signed
 /// with `key` (the rotation's signing key, which only the seed gives);
 /// output 0 is the new seal and holds the previous seal's value less `fee`.
-/// One input and one output: about 128 vB. RBF is signalled.
+/// One input and one output: 137 vB. RBF is signalled.
 pub fn rotation_tx(
     prev: &Anchor,
     prev_seal: &Seal,

@@ -24,7 +24,7 @@ use crate::identity::OwnIdentity;
 use crate::store::{Store, StoreError};
 
 /// What an inception seal holds unless the user says otherwise: enough to
-/// pay for several one-input, one-output rotations (about 130 vB each) at
+/// pay for several one-input, one-output rotations (137 vB each) at
 /// ordinary fee rates.
 pub const DEFAULT_SEAL_VALUE: Amount = Amount::from_sat(10_000);
 
