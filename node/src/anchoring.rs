@@ -377,7 +377,8 @@ pub fn check_bundle(
         if source.unspent(&seal, false)?.is_some() {
             break;
         }
-        let Some((tx, proof)) = find_spend(chain, source, &seal, height + 1)? else {
+        // From the seal's own block: a rotation may be mined with it.
+        let Some((tx, proof)) = find_spend(chain, source, &seal, height)? else {
             break;
         };
         match follow_spend(bundle, &tx, Some(proof)) {
