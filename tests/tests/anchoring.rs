@@ -448,4 +448,27 @@ fn two_rotations_are_followed_from_the_chain_through_a_reorg_and_restored_from_t
         ),
         "{verdict}"
     );
+
+    // Rotations 3 and 4 mined in one block (4 spends 3's unconfirmed seal):
+    // Bob follows both, the second from the same block as the first.
+    let (own3, _) = rotate(&mut alice, &master, &restored);
+    let (own4, _) = rotate(&mut alice, &master, &own3);
+    c.generate_to_address(1, &w.address()).unwrap();
+    let checked = {
+        bob.sync();
+        anchoring::check_bundle(&mut bundle, &bob.chain, &bob.source, 1).unwrap()
+    };
+    assert_eq!(checked.followed, vec![3, 4]);
+    assert!(
+        matches!(
+            checked.verification.verdict,
+            Verdict::Current {
+                rotation_index: 4,
+                ..
+            }
+        ),
+        "{}",
+        checked.verification.verdict
+    );
+    assert_eq!(bundle.log, own4.log);
 }
