@@ -147,11 +147,12 @@ enum ContactCommand {
     },
     /// List contacts.
     List,
-    /// Check a contact's key against Bitcoin: current, pending, stale,
-    /// reorged, invalid or unanchored.
+    /// Check a contact's key against Bitcoin (every contact without an
+    /// argument): current, pending, stale, reorged, invalid or unanchored;
+    /// rotations since the last check are followed from the chain.
     Verify {
-        /// Identity id or contact name.
-        contact: String,
+        /// Identity id or contact name (default: every contact).
+        contact: Option<String>,
     },
 }
 
@@ -270,7 +271,7 @@ fn run(args: Cli, out: &cli::Output) -> anyhow::Result<()> {
             }
             ContactCommand::List => cli::anchor::list(&ctx, out),
             ContactCommand::Verify { contact } => {
-                cli::anchor::verify(&ctx, out, &bitcoin, &contact)
+                cli::anchor::verify(&ctx, out, &bitcoin, contact.as_deref())
             }
         },
         Command::SafetyNumber { id } => cli::safety_number(&ctx, out, &id),

@@ -334,7 +334,11 @@ fn the_funding_wallet_pays_and_anchors_the_identity_through_the_cli() {
     let id1 = ok_json(&cairn(&dir, &["id", "--json"]));
     assert_eq!(id1["rotation_index"], 1);
     assert_ne!(id1["signing_key"], id["signing_key"]);
-    let v = ok_json(&cairn(&bob, &["--json", "contact", "verify", "alice"]));
+    // Every contact at once (watching on demand): one list.
+    let all = ok_json(&cairn(&bob, &["--json", "contact", "verify"]));
+    let v = &all.as_array().unwrap()[0];
+    assert_eq!(all.as_array().unwrap().len(), 1);
+    assert_eq!(v["name"], "alice");
     assert_eq!(v["verdict"]["status"], "current", "{v}");
     assert_eq!(v["verdict"]["rotation_index"], 1);
     assert_eq!(v["followed_rotations"], serde_json::json!([1]));

@@ -473,53 +473,65 @@ pub fn list(ctx: &Context, out: &Output) -> Result<()> {
     Ok(())
 }
 
-/// `cairn contact verify ID|NAME`.
-pub fn verify(ctx: &Context, out: &Output, args: &BitcoinArgs, who: &str) -> Result<()> {
+/// `cairn contact verify [ID|NAME]`: one contact, or every contact (each
+/// followed through the blocks since its last seal, so that rotations and
+/// stale identities show up: watching on demand).
+pub fn verify(ctx: &Context, out: &Output, args: &BitcoinArgs, who: Option<&str>) -> Result<()> {
     let settings = args.settings(ctx)?;
     let network = settings.network;
     let store = identity::open_store(&ctx.dir)?;
-    let (id, record) = find(&store, who)?;
-    let log = store
-        .log(&id)?
-        .with_context(|| format!("the log of contact {id} is missing from the store"))?;
-    let mut bundle = Bundle {
-        genesis: ChainParams::new(network).genesis_hash(),
-        log,
-        anchors: store.anchors(network, &id)?,
-        sealed: store.sealed_rotations(&id)?,
+    let targets = match who {
+        Some(w) => vec![find(&store, w)?],
+        None => store.contacts()?,
     };
     let source = connect(&settings)?;
     chain::sync(&store, network, &source, &mut |_| {})
         .with_context(|| format!("syncing headers from {}", source.describe()))?;
     let chain = chain::load(&store, network)?;
-    let checked = anchoring::check_bundle(&mut bundle, &chain, &source, settings.confirmations)
-        .with_context(|| format!("checking {id} through {}", source.describe()))?;
-    if checked.changed {
-        store.put_contact(network, &id, &bundle, &record)?;
-    }
-    let v = &checked.verification;
-    let usable = v.usable();
-    let fail = matches!(v.verdict, Verdict::Stale { .. } | Verdict::Invalid { .. });
-    if out.json {
-        out.json(&json!({
-            "id": id,
-            "name": record.name,
-            "verdict": v.verdict,
-            "signing_key": usable.map(|e| hex(&e.signing_key.serialize())),
-            "messaging_key": usable.map(|e| hex(&e.messaging_key.0)),
-            "confirmations_required": settings.confirmations,
-            "followed_rotations": checked.followed,
-            "follow_error": checked.follow_error,
-        }));
-    } else {
-        out.line(&format!(
-            "Contact        {}{id}",
-            record
-                .name
-                .as_deref()
-                .map(|n| format!("{n}: "))
-                .unwrap_or_default()
-        ));
+    let mut results = Vec::with_capacity(targets.len());
+    let mut failed = Vec::new();
+    for (i, (id, record)) in targets.into_iter().enumerate() {
+        let log = store
+            .log(&id)?
+            .with_context(|| format!("the log of contact {id} is missing from the store"))?;
+        let mut bundle = Bundle {
+            genesis: ChainParams::new(network).genesis_hash(),
+            log,
+            anchors: store.anchors(network, &id)?,
+            sealed: store.sealed_rotations(&id)?,
+        };
+        let checked = anchoring::check_bundle(&mut bundle, &chain, &source, settings.confirmations)
+            .with_context(|| format!("checking {id} through {}", source.describe()))?;
+        if checked.changed {
+            store.put_contact(network, &id, &bundle, &record)?;
+        }
+        let v = &checked.verification;
+        let usable = v.usable();
+        if matches!(v.verdict, Verdict::Stale { .. } | Verdict::Invalid { .. }) {
+            failed.push(format!("{id}: {}", v.verdict));
+        }
+        if out.json {
+            results.push(json!({
+                "id": id,
+                "name": record.name,
+                "verdict": v.verdict,
+                "signing_key": usable.map(|e| hex(&e.signing_key.serialize())),
+                "messaging_key": usable.map(|e| hex(&e.messaging_key.0)),
+                "confirmations_required": settings.confirmations,
+                "followed_rotations": checked.followed,
+                "follow_error": checked.follow_error,
+            }));
+            continue;
+        }
+        if i > 0 {
+            out.line("");
+        }
+        let name = record
+            .name
+            .as_deref()
+            .map(|n| format!("{n}: "))
+            .unwrap_or_default();
+        out.line(&format!("Contact        {name}{id}"));
         for index in &checked.followed {
             out.line(&format!(
                 "Rotated        to rotation {index} (followed from the chain)"
@@ -537,8 +549,17 @@ pub fn verify(ctx: &Context, out: &Output, args: &BitcoinArgs, who: &str) -> Res
             ));
         }
     }
-    if fail {
-        return Err(Reported(format!("{id} does not verify: {}", v.verdict)).into());
+    if out.json {
+        // One contact: its object; all of them: a list.
+        match (who, results.len()) {
+            (Some(_), 1) => out.json(&results[0]),
+            _ => out.json(&json!(results)),
+        }
+    } else if who.is_none() && results.is_empty() && failed.is_empty() {
+        out.line("No contacts yet; add one with `cairn contact add BUNDLE`.");
+    }
+    if !failed.is_empty() {
+        return Err(Reported(format!("does not verify: {}", failed.join("; "))).into());
     }
     Ok(())
 }
