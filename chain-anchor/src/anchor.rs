@@ -248,6 +248,19 @@ impl Anchor {
     }
 }
 
+/// Whether output [`SEAL_VOUT`] of `tx` pays `script` (where every seal
+/// lives in its anchoring transaction).
+pub fn holds_seal(tx: &Transaction, script: &bitcoin::Script) -> bool {
+    tx.output
+        .get(SEAL_VOUT as usize)
+        .is_some_and(|o| o.script_pubkey.as_script() == script)
+}
+
+/// Input 0 of `tx` if it spends `seal` (where a rotation spends the previous seal).
+pub fn seal_spend_input<'t>(tx: &'t Transaction, seal: &OutPoint) -> Option<&'t bitcoin::TxIn> {
+    tx.input.first().filter(|i| i.previous_output == *seal)
+}
+
 /// A `u32`-length-prefixed field of at most `max` bytes.
 fn bounded<'a>(
     r: &mut Reader<'a>,
@@ -633,12 +646,7 @@ fn check_structure<C: CanVerify>(
         let fail = |fault| (e.position, fault);
         let seal =
             Seal::from_leaf_hash(secp, e.digest, a.next_leaf).map_err(|err| fail(err.into()))?;
-        if a.tx
-            .output
-            .get(SEAL_VOUT as usize)
-            .map(|o| &o.script_pubkey)
-            != Some(&seal.script_pubkey())
-        {
+        if !holds_seal(&a.tx, &seal.script_pubkey()) {
             return Err(fail(AnchorFault::NotTheSeal));
         }
         if let Some(proof) = &a.proof {
@@ -661,11 +669,8 @@ fn check_structure<C: CanVerify>(
             (_, Some(_)) => return Err(fail(AnchorFault::UnexpectedAttestation)),
             (_, None) => {
                 let prev = &seals[i - 1];
-                let input =
-                    a.tx.input
-                        .first()
-                        .filter(|inp| inp.previous_output == anchors[i - 1].seal_outpoint())
-                        .ok_or_else(|| fail(AnchorFault::NotSpendingPreviousSeal))?;
+                let input = seal_spend_input(&a.tx, &anchors[i - 1].seal_outpoint())
+                    .ok_or_else(|| fail(AnchorFault::NotSpendingPreviousSeal))?;
                 let revealed = prev
                     .check_spend(secp, &input.witness)
                     .map_err(|err| fail(err.into()))?;
@@ -729,11 +734,7 @@ pub fn follow_spend(
         .ok_or(FollowError::NothingToFollow)?;
     let secp = Secp256k1::verification_only();
     let seal = Seal::from_leaf_hash(&secp, event.digest, last.next_leaf)?;
-    let input = spend
-        .input
-        .first()
-        .filter(|i| i.previous_output == last.seal_outpoint())
-        .ok_or(FollowError::NotASpend)?;
+    let input = seal_spend_input(spend, &last.seal_outpoint()).ok_or(FollowError::NotASpend)?;
     let key = seal.check_spend(&secp, &input.witness)?;
     let index = j as u32 + 1;
     let sealed = bundle
@@ -743,12 +744,7 @@ pub fn follow_spend(
         .ok_or(FollowError::NoSealedRotation(index))?;
     let (rotation, next_leaf) = open_rotation(&state.id, sealed, &key)?;
     let new_seal = Seal::from_leaf_hash(&secp, rotation.digest(), next_leaf)?;
-    if spend
-        .output
-        .get(SEAL_VOUT as usize)
-        .map(|o| &o.script_pubkey)
-        != Some(&new_seal.script_pubkey())
-    {
+    if !holds_seal(spend, &new_seal.script_pubkey()) {
         return Err(FollowError::NotTheSeal(index));
     }
     match state.establishment.get(index as usize) {

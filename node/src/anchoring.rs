@@ -6,7 +6,7 @@
 
 use bitcoin::secp256k1::Secp256k1;
 use bitcoin::Amount;
-use cairn_chain_anchor::anchor::{own_seal, rotation_tx};
+use cairn_chain_anchor::anchor::{holds_seal, own_seal, rotation_tx, seal_spend_input};
 use cairn_chain_anchor::sealed::{seal_rotation, SealedRotation, FUTURE_ROTATIONS};
 use cairn_chain_anchor::source::{ChainSource, SourceError};
 use cairn_chain_anchor::spv::{self, SpvError};
@@ -270,6 +270,16 @@ pub enum Standing {
     },
 }
 
+impl Standing {
+    /// Confirmations at the tip (0 when unconfirmed).
+    pub fn confirmations(&self) -> u32 {
+        match self {
+            Standing::Unconfirmed => 0,
+            Standing::Confirmed { confirmations, .. } => *confirmations,
+        }
+    }
+}
+
 /// Brings `anchor`'s proof up to date: keeps it if its block is in the best
 /// chain; otherwise asks `source` for the block that holds the transaction
 /// now and checks that proof against `chain` before taking it. A proof whose
@@ -488,14 +498,14 @@ impl SealFinder<'_> {
                 self.error = Some(e);
                 return;
             }
-            if tx.output.first().map(|o| &o.script_pubkey) != Some(&self.scripts[index]) {
+            if !holds_seal(tx, &self.scripts[index]) {
                 continue;
             }
             // A rotation spends the previous seal; the inception seal is the
             // first output ever made with its script (a copy made later by
             // someone holding the bundle comes after it).
             if let Some((prev, _)) = self.found.last() {
-                if tx.input.first().map(|i| i.previous_output) != Some(prev.seal_outpoint()) {
+                if seal_spend_input(tx, &prev.seal_outpoint()).is_none() {
                     continue;
                 }
             }

@@ -419,7 +419,7 @@ impl<'a> Funds<'a> {
         master: &MasterKey,
     ) -> Result<Transaction, FundsError> {
         let tx = self.build_to(script, amount, fee_rate, master, TxOrdering::Untouched)?;
-        if tx.output.first().map(|o| &o.script_pubkey) != Some(script) {
+        if !cairn_chain_anchor::anchor::holds_seal(&tx, script) {
             return Err(FundsError::Build("the seal is not output 0".into()));
         }
         Ok(tx)

@@ -114,10 +114,7 @@ pub fn anchor(
             }
         }
         other => {
-            let have = match other {
-                Standing::Confirmed { confirmations, .. } => confirmations,
-                Standing::Unconfirmed => 0,
-            };
+            let have = other.confirmations();
             if out.json {
                 out.json(&json!({
                     "id": id, "anchored": false, "seal": seal, "txid": txid.to_string(),
@@ -133,6 +130,18 @@ pub fn anchor(
     Ok(())
 }
 
+/// Syncs the header chain of `network` from `source` without a progress
+/// bar and returns it.
+fn sync_quietly(
+    store: &Store,
+    network: ChainNetwork,
+    source: &dyn ChainSource,
+) -> Result<cairn_chain_anchor::HeaderChain> {
+    chain::sync(store, network, source, &mut |_| {})
+        .with_context(|| format!("syncing headers from {}", source.describe()))?;
+    Ok(chain::load(store, network)?)
+}
+
 /// Syncs headers and refreshes the proofs of `id`'s stored anchors until
 /// the last one has `need` confirmations (or once, with `no_wait`).
 fn wait_for_last(
@@ -146,15 +155,10 @@ fn wait_for_last(
 ) -> Result<Standing> {
     let mut shown = None;
     loop {
-        chain::sync(store, network, source, &mut |_| {})
-            .with_context(|| format!("syncing headers from {}", source.describe()))?;
-        let chain = chain::load(store, network)?;
+        let chain = sync_quietly(store, network, source)?;
         let (_, standing) = anchoring::refresh_stored(store, network, id, &chain, source)?;
         let standing = standing.unwrap_or(Standing::Unconfirmed);
-        let have = match standing {
-            Standing::Unconfirmed => 0,
-            Standing::Confirmed { confirmations, .. } => confirmations,
-        };
+        let have = standing.confirmations();
         if have >= need || no_wait {
             return Ok(standing);
         }
@@ -183,9 +187,7 @@ pub fn rotate(
     let id = own.state.id;
     let anchors = store.anchors(network, &id)?;
     let source = connect(&settings)?;
-    chain::sync(&store, network, &source, &mut |_| {})
-        .with_context(|| format!("syncing headers from {}", source.describe()))?;
-    let chain = chain::load(&store, network)?;
+    let chain = sync_quietly(&store, network, &source)?;
     let pending = anchors.len() == own.state.establishment.len()
         && anchors.len() > 1
         && matches!(
@@ -250,12 +252,10 @@ pub fn rotate(
     };
     let need = settings.confirmations.max(1);
     let standing = wait_for_last(out, &store, &source, network, &id, need, no_wait)?;
-    let (height, confirmations) = match standing {
-        Standing::Confirmed {
-            height,
-            confirmations,
-        } => (Some(height), confirmations),
-        Standing::Unconfirmed => (None, 0),
+    let confirmations = standing.confirmations();
+    let height = match standing {
+        Standing::Confirmed { height, .. } => Some(height),
+        Standing::Unconfirmed => None,
     };
     if out.json {
         out.json(&json!({
@@ -485,9 +485,7 @@ pub fn verify(ctx: &Context, out: &Output, args: &BitcoinArgs, who: Option<&str>
         None => store.contacts()?,
     };
     let source = connect(&settings)?;
-    chain::sync(&store, network, &source, &mut |_| {})
-        .with_context(|| format!("syncing headers from {}", source.describe()))?;
-    let chain = chain::load(&store, network)?;
+    let chain = sync_quietly(&store, network, &source)?;
     let mut results = Vec::with_capacity(targets.len());
     let mut failed = Vec::new();
     for (i, (id, record)) in targets.into_iter().enumerate() {
