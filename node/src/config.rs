@@ -11,11 +11,17 @@
 //! # rpc_password_file = "/home/me/.cairn-rpc-password"   # or CAIRN_RPC_PASSWORD
 //! confirmations = 6
 //! rpc_timeout_secs = 30
+//!
+//! [node]                               # `cairn node`, the daemon
+//! api = "127.0.0.1:4418"               # the local API; loopback only
+//! poll_secs = 10                       # how often the chain source is asked for new blocks
+//! log_level = "info"
 //! ```
 //!
 //! The password is never read from this file: a file of its own (owner-only)
 //! or the environment keeps it out of configs people share.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -64,6 +70,44 @@ pub struct Config {
     /// `[bitcoin]`.
     #[serde(default)]
     pub bitcoin: BitcoinConfig,
+    /// `[node]`.
+    #[serde(default)]
+    pub node: NodeConfig,
+}
+
+/// The default port of the local API.
+pub const DEFAULT_API_PORT: u16 = 4418;
+/// Longest interval between two looks at the chain source, seconds.
+pub const MAX_POLL_SECS: u64 = 3600;
+
+/// `[node]`: the daemon.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Address of the local API (loopback only).
+    pub api: SocketAddr,
+    /// Seconds between two looks at the chain source for new blocks
+    /// (1 to [`MAX_POLL_SECS`]).
+    pub poll_secs: u64,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`).
+    pub log_level: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            api: SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)),
+            poll_secs: 10,
+            log_level: "info".into(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The poll interval, clamped to 1 s ..= [`MAX_POLL_SECS`].
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_secs(self.poll_secs.clamp(1, MAX_POLL_SECS))
+    }
 }
 
 /// `[bitcoin]`: the chain and how to reach Bitcoin Core.
@@ -216,6 +260,19 @@ impl BitcoinConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_section() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.node.api.port(), DEFAULT_API_PORT);
+        assert!(c.node.api.ip().is_loopback());
+        assert_eq!(c.node.poll_interval(), Duration::from_secs(10));
+        let c = Config::parse("[node]\napi = \"127.0.0.1:0\"\npoll_secs = 0\n").unwrap();
+        assert_eq!(c.node.api.port(), 0);
+        assert_eq!(c.node.poll_interval(), Duration::from_secs(1));
+        assert!(Config::parse("[node]\nlisten = []\n").is_err());
+        assert!(Config::parse("[node]\napi = \"localhost\"\n").is_err());
+    }
 
     #[test]
     fn defaults_and_a_full_file() {

@@ -14,6 +14,9 @@ use crate::store::{Store, StoreError};
 /// Failures of identity operations.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
+    /// The running node holds the store.
+    #[error("a cairn node is running on {0} and holds its store: stop it first (`cairn node stop`); `cairn node status`, `cairn node identities` and `cairn node events` work through it")]
+    NodeRunning(String),
     /// The data dir already holds this identity.
     #[error("this data directory already holds identity {0}")]
     AlreadyExists(IdentityId),
@@ -78,7 +81,12 @@ pub fn open_store(dir: &DataDir) -> Result<Store, IdentityError> {
         "cannot create data directory {}",
         dir.root().display()
     )))?;
-    Ok(Store::open(&dir.store_path())?)
+    match Store::open(&dir.store_path()) {
+        Err(StoreError::Locked(_)) if dir.running_node().is_some() => {
+            Err(IdentityError::NodeRunning(dir.root().display().to_string()))
+        }
+        other => Ok(other?),
+    }
 }
 
 /// The identity `phrase` + `bip39_passphrase` give, without writing anything.

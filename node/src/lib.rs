@@ -1,13 +1,17 @@
-//! The Cairn node: its data directory, RocksDB store and own identity. The
+//! The Cairn node: its data directory, RocksDB store, own identity, and the
+//! daemon that watches identities against Bitcoin and serves the local API. The
 //! `cairn` command line (in `main.rs`) is a thin layer over this library.
 
 pub mod anchoring;
+pub mod api;
 pub mod chain;
 pub mod config;
+pub mod daemon;
 pub mod datadir;
 pub mod funds;
 pub mod identity;
 pub mod store;
+pub mod watch;
 
 pub use datadir::DataDir;
 pub use store::{Store, StoreError};

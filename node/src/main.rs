@@ -18,9 +18,10 @@ struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
-    /// Log level on standard error: error, warn, info, debug or trace.
-    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
-    log_level: tracing::Level,
+    /// Log level on standard error: error, warn, info, debug or trace
+    /// (default: warn; for `cairn node`, [node] log_level or info).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<tracing::Level>,
     /// Read the keystore passphrase from the first line of FILE (instead of
     /// CAIRN_PASSPHRASE or a prompt).
     #[arg(long, global = true, value_name = "FILE")]
@@ -116,6 +117,17 @@ enum Command {
         #[command(subcommand)]
         command: ChainCommand,
     },
+    /// Run the node in the foreground (until Ctrl-C): it follows Bitcoin
+    /// block by block, checks this identity and every contact at each new
+    /// block, and serves the local API; or talk to the running node.
+    Node {
+        #[command(flatten)]
+        bitcoin: cli::chain::BitcoinArgs,
+        #[command(flatten)]
+        args: cli::node::NodeArgs,
+        #[command(subcommand)]
+        command: Option<NodeCommand>,
+    },
     /// The identity funding wallet (BIP86, from the seed): it pays for anchoring.
     Wallet {
         #[command(flatten)]
@@ -154,6 +166,26 @@ enum ContactCommand {
         /// Identity id or contact name (default: every contact).
         contact: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Chain tip, chain source, identities watched, store size.
+    Status,
+    /// The verdict of this identity and of each contact at the last block.
+    Identities,
+    /// What the node noticed (rotations followed, identities gone stale or
+    /// reorged, the chain source failing), oldest first.
+    Events {
+        /// Only events after this sequence number.
+        #[arg(long, default_value_t = 0, value_name = "SEQ")]
+        after: u64,
+        /// Wait up to this many seconds (at most 60) for a new event.
+        #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+        wait: u64,
+    },
+    /// Stop the running node.
+    Stop,
 }
 
 #[derive(Subcommand)]
@@ -212,8 +244,9 @@ fn parse_word_count(s: &str) -> Result<usize, String> {
 
 fn main() -> ExitCode {
     let args = Cli::parse();
+    let level = args.log_level.unwrap_or_else(|| default_log_level(&args));
     tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
@@ -225,6 +258,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `warn`, except for the daemon: its configured level, else `info`.
+fn default_log_level(args: &Cli) -> tracing::Level {
+    if !matches!(args.command, Command::Node { command: None, .. }) {
+        return tracing::Level::WARN;
+    }
+    args.data_dir
+        .clone()
+        .or_else(|| cairn_node::DataDir::platform_default().map(|d| d.root().to_path_buf()))
+        .and_then(|d| cairn_node::config::Config::load(&d).ok())
+        .and_then(|c| c.node.log_level.parse().ok())
+        .unwrap_or(tracing::Level::INFO)
 }
 
 fn run(args: Cli, out: &cli::Output) -> anyhow::Result<()> {
@@ -281,6 +327,17 @@ fn run(args: Cli, out: &cli::Output) -> anyhow::Result<()> {
         Command::Chain { bitcoin, command } => match command {
             ChainCommand::Status => cli::chain::status(&ctx, out, &bitcoin),
             ChainCommand::Sync => cli::chain::sync(&ctx, out, &bitcoin),
+        },
+        Command::Node {
+            bitcoin,
+            args,
+            command,
+        } => match command {
+            None => cli::node::run(&ctx, out, &bitcoin, &args),
+            Some(NodeCommand::Status) => cli::node::status(&ctx, out),
+            Some(NodeCommand::Identities) => cli::node::identities(&ctx, out),
+            Some(NodeCommand::Events { after, wait }) => cli::node::events(&ctx, out, after, wait),
+            Some(NodeCommand::Stop) => cli::node::stop(&ctx, out),
         },
         Command::Wallet { bitcoin, command } => match command {
             WalletCommand::Address => cli::wallet::address(&ctx, out, &bitcoin),

@@ -382,6 +382,19 @@ impl Store {
         Ok(())
     }
 
+    /// Approximate size of the store's files on disk, in bytes.
+    pub fn disk_size(&self) -> u64 {
+        COLUMN_FAMILIES
+            .iter()
+            .filter_map(|cf| {
+                self.db
+                    .property_int_value_cf(self.cf(cf), "rocksdb.total-sst-files-size")
+                    .ok()
+                    .flatten()
+            })
+            .sum()
+    }
+
     /// The stored header chain of `params`' network (a fresh one if none is stored).
     pub fn load_header_chain(&self, params: ChainParams) -> Result<HeaderChain, StoreError> {
         let Some(tip) = self.db.get_cf(self.cf(CF_META), KEY_HEADER_TIP)? else {

@@ -323,8 +323,23 @@ fn the_funding_wallet_pays_and_anchors_the_identity_through_the_cli() {
     assert_eq!(v["signing_key"], id["signing_key"]);
     assert!(failure(&cairn(&bob, &["contact", "verify", "carol"])).contains("no contact"));
 
+    // Bob runs his node: it watches Alice at every block.
+    let node = spawn_with(&bob, &["node", "--poll", "1", "--api", "127.0.0.1:0"], "");
+    let status = wait_for_node(&bob, |s| s["watched"] == 1);
+    assert!(status["source"]["error"].is_null(), "{status}");
+    assert_eq!(status["chain_tip"]["height"], 104);
+    let ids = ok_json(&cairn(&bob, &["node", "identities", "--json"]));
+    assert_eq!(ids[0]["name"], "alice");
+    assert_eq!(ids[0]["verdict"]["status"], "current", "{ids}");
+    // It holds the store: commands that need it say why they cannot run,
+    // and a second node on the same directory is refused.
+    let err = failure(&cairn(&bob, &["contact", "verify", "alice"]));
+    assert!(err.contains("node is running"), "{err}");
+    let err = failure(&cairn(&bob, &["node", "--api", "127.0.0.1:0"]));
+    assert!(err.contains("already running"), "{err}");
+
     // `cairn rotate` with the seed from the keystore, mined while it waits;
-    // Bob's node follows the rotation from the chain alone.
+    // Bob's node follows the rotation from the chain alone, and says so.
     let rotating = spawn_with(&dir, &["--json", "rotate", "--fee-rate", "2"], PASS);
     wait_for_mempool(&rpc);
     rpc.generate_to_address(1, &miner.address()).unwrap();
@@ -334,14 +349,62 @@ fn the_funding_wallet_pays_and_anchors_the_identity_through_the_cli() {
     let id1 = ok_json(&cairn(&dir, &["id", "--json"]));
     assert_eq!(id1["rotation_index"], 1);
     assert_ne!(id1["signing_key"], id["signing_key"]);
-    // Every contact at once (watching on demand): one list.
+    let mut after = 0;
+    let rotated = loop {
+        let e = ok_json(&cairn(
+            &bob,
+            &[
+                "node",
+                "events",
+                "--json",
+                "--after",
+                &after.to_string(),
+                "--wait",
+                "30",
+            ],
+        ));
+        let events = e["events"].as_array().unwrap().clone();
+        assert!(
+            !events.is_empty(),
+            "no event within 30 s of the rotation's block"
+        );
+        after = e["last"].as_u64().unwrap();
+        if let Some(r) = events.into_iter().find(|e| e["kind"] == "rotated") {
+            break r;
+        }
+    };
+    assert_eq!(rotated["name"], "alice");
+    assert_eq!(rotated["rotation_index"], 1);
+    assert_eq!(rotated["verdict"]["status"], "current");
+    assert!(
+        rotated["message"]
+            .as_str()
+            .unwrap()
+            .contains("rotated to key 1 at block 105"),
+        "{rotated}"
+    );
+    let status = ok_json(&cairn(&bob, &["node", "status", "--json"]));
+    assert_eq!(status["chain_tip"]["height"], 105);
+    let stopped = ok_json(&cairn(&bob, &["node", "stop", "--json"]));
+    assert_eq!(stopped["stopped"], true);
+    let out = finish_within(node, 30);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!bob.join("node.api").exists());
+    assert!(failure(&cairn(&bob, &["node", "status"])).contains("no cairn node is running"));
+
+    // Every contact at once (watching on demand): one list. The node has
+    // already followed and stored the rotation.
     let all = ok_json(&cairn(&bob, &["--json", "contact", "verify"]));
     let v = &all.as_array().unwrap()[0];
     assert_eq!(all.as_array().unwrap().len(), 1);
     assert_eq!(v["name"], "alice");
     assert_eq!(v["verdict"]["status"], "current", "{v}");
     assert_eq!(v["verdict"]["rotation_index"], 1);
-    assert_eq!(v["followed_rotations"], serde_json::json!([1]));
+    assert_eq!(v["followed_rotations"], serde_json::json!([]));
     assert_eq!(v["signing_key"], id1["signing_key"]);
 
     // On a new machine, the words and the chain bring it all back.
@@ -395,6 +458,26 @@ fn the_funding_wallet_pays_and_anchors_the_identity_through_the_cli() {
         Some(PASS),
     ));
     assert!(err.contains("holds only its hot keys"), "{err}");
+}
+
+/// Waits (at most a minute) until the node running on `dir` answers a
+/// status for which `ready` holds, and returns that status.
+fn wait_for_node(dir: &Path, ready: impl Fn(&Value) -> bool) -> Value {
+    let mut last = String::new();
+    for _ in 0..600 {
+        let out = cairn(dir, &["node", "status", "--json"]);
+        if out.status.success() {
+            let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+            if ready(&s) {
+                return s;
+            }
+            last = s.to_string();
+        } else {
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the node was not ready within a minute: {last}");
 }
 
 /// Waits (at most a minute) until the devnet's mempool holds a transaction.

@@ -489,20 +489,16 @@ pub fn verify(ctx: &Context, out: &Output, args: &BitcoinArgs, who: Option<&str>
     let mut results = Vec::with_capacity(targets.len());
     let mut failed = Vec::new();
     for (i, (id, record)) in targets.into_iter().enumerate() {
-        let log = store
-            .log(&id)?
-            .with_context(|| format!("the log of contact {id} is missing from the store"))?;
-        let mut bundle = Bundle {
-            genesis: ChainParams::new(network).genesis_hash(),
-            log,
-            anchors: store.anchors(network, &id)?,
-            sealed: store.sealed_rotations(&id)?,
-        };
-        let checked = anchoring::check_bundle(&mut bundle, &chain, &source, settings.confirmations)
-            .with_context(|| format!("checking {id} through {}", source.describe()))?;
-        if checked.changed {
-            store.put_contact(network, &id, &bundle, &record)?;
-        }
+        let checked = cairn_node::watch::check_contact(
+            &store,
+            network,
+            &chain,
+            &source,
+            &id,
+            &record,
+            settings.confirmations,
+        )
+        .with_context(|| format!("checking {id} through {}", source.describe()))?;
         let v = &checked.verification;
         let usable = v.usable();
         if matches!(v.verdict, Verdict::Stale { .. } | Verdict::Invalid { .. }) {

@@ -2,6 +2,7 @@
 
 pub mod anchor;
 pub mod chain;
+pub mod node;
 mod output;
 mod secrets;
 pub mod wallet;

@@ -1,0 +1,427 @@
+//! The node's local API: newline-delimited JSON over TCP on a loopback
+//! address, authenticated by a token that only the data directory's owner
+//! can read. `docs/api.md` documents every request and response.
+//!
+//! The server runs inside `cairn node`; [`ApiClient`] is what the `cairn`
+//! command line uses to reach it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_chain_anchor::ChainNetwork;
+use cairn_wallet::IdentityId;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tracing::{debug, warn};
+
+use crate::daemon::Snapshot;
+use crate::datadir::write_atomic;
+use crate::store::Store;
+
+/// File in the data directory that tells clients where the API listens and
+/// holds its token (owner-only, removed when the node stops).
+pub const API_FILE: &str = "node.api";
+/// Longest request or response line, bytes.
+pub const MAX_LINE: usize = 256 * 1024;
+/// Most API connections open at once.
+pub const MAX_CONNECTIONS: usize = 16;
+/// An idle API connection is closed after this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// A new connection must send its first (authenticated) request within this
+/// long, and every answer must be taken within it.
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client waits for an answer.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest wait of an `events` request for new events, seconds.
+pub const MAX_EVENTS_WAIT_SECS: u64 = 60;
+
+/// What [`API_FILE`] holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiInfo {
+    /// Where the API listens.
+    pub address: SocketAddr,
+    /// The token every request carries.
+    pub token: String,
+    /// The node's process id.
+    pub pid: u32,
+}
+
+/// API errors, on both sides.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No node runs on this data directory.
+    #[error("no cairn node is running on {0}: start one with `cairn node`")]
+    NotRunning(String),
+    /// The API address is not a loopback address.
+    #[error("the API listens on loopback addresses only, not {0}")]
+    NotLoopback(SocketAddr),
+    /// Socket or file trouble.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The node answered with an error.
+    #[error("{message}")]
+    Remote {
+        /// Machine-readable code (see `docs/api.md`).
+        code: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The node's answer is not valid.
+    #[error("the node's answer is not valid: {0}")]
+    BadAnswer(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ApiError {
+    let what = what.into();
+    move |source| ApiError::Io { what, source }
+}
+
+/// What API requests act on.
+pub struct ApiContext {
+    /// The store (shared with the watcher; RocksDB is thread-safe).
+    pub store: Arc<Store>,
+    /// The Bitcoin network the node follows.
+    pub network: ChainNetwork,
+    /// The node's own identity, if it has one.
+    pub identity: Option<IdentityId>,
+    /// What the watcher saw last.
+    pub view: watch::Receiver<Arc<Snapshot>>,
+    /// Set to true to stop the node.
+    pub stop: watch::Sender<bool>,
+}
+
+/// A failed request: a code from `docs/api.md` and a message.
+struct Failure(&'static str, String);
+
+#[derive(Deserialize)]
+struct Request {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    id: Value,
+    method: String,
+    #[serde(default)]
+    params: Value,
+}
+
+/// Binds the API listener on `addr` (loopback only) and writes
+/// [`API_FILE`] with a fresh token.
+pub async fn bind(dir: &Path, addr: SocketAddr) -> Result<(TcpListener, String), ApiError> {
+    if !addr.ip().is_loopback() {
+        return Err(ApiError::NotLoopback(addr));
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(io(format!("cannot listen on {addr} for the API")))?;
+    let address = listener.local_addr().map_err(io("API listener"))?;
+    let mut raw = [0u8; 32];
+    getrandom::getrandom(&mut raw).map_err(|e| ApiError::Io {
+        what: "no randomness for the API token".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let info = ApiInfo {
+        address,
+        token: token.clone(),
+        pid: std::process::id(),
+    };
+    let text = serde_json::to_vec_pretty(&info).expect("serializable");
+    write_atomic(&dir.join(API_FILE), &text).map_err(io("cannot write the API file"))?;
+    Ok((listener, token))
+}
+
+/// Serves API connections until `stop` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    token: String,
+    ctx: Arc<ApiContext>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let token = Arc::new(token);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => {
+                let (mut sock, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors, say: do not spin.
+                        warn!("API accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    let busy = line(&Value::Null, Err(Failure("busy", "too many API connections".into())));
+                    let _ = tokio::time::timeout(FIRST_REQUEST_TIMEOUT, sock.write_all(&busy)).await;
+                    continue;
+                };
+                let (ctx, token) = (ctx.clone(), token.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = connection(sock, &token, &ctx).await {
+                        debug!(%peer, "API connection ended: {e}");
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+fn line(id: &Value, result: Result<Value, Failure>) -> Vec<u8> {
+    let v = match result {
+        Ok(r) => json!({"id": id, "result": r}),
+        Err(Failure(code, message)) => {
+            json!({"id": id, "error": {"code": code, "message": message}})
+        }
+    };
+    let mut out = serde_json::to_vec(&v).expect("serializable");
+    out.push(b'\n');
+    out
+}
+
+async fn connection(
+    sock: tokio::net::TcpStream,
+    token: &str,
+    ctx: &ApiContext,
+) -> std::io::Result<()> {
+    let (read, mut write) = sock.into_split();
+    let mut read = tokio::io::BufReader::new(read);
+    let mut buf = Vec::new();
+    let mut authenticated = false;
+    loop {
+        buf.clear();
+        let wait = if authenticated {
+            IDLE_TIMEOUT
+        } else {
+            FIRST_REQUEST_TIMEOUT
+        };
+        let n = tokio::time::timeout(
+            wait,
+            (&mut read)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut buf),
+        )
+        .await
+        .map_err(|_| std::io::Error::other("idle"))??;
+        if n == 0 {
+            return Ok(());
+        }
+        if buf.last() != Some(&b'\n') {
+            let f = Failure(
+                "bad_request",
+                format!("request longer than {MAX_LINE} bytes"),
+            );
+            send(&mut write, &line(&Value::Null, Err(f))).await?;
+            return Ok(());
+        }
+        let answer = match serde_json::from_slice::<Request>(&buf) {
+            Err(e) => line(&Value::Null, Err(Failure("bad_request", e.to_string()))),
+            Ok(req) if !same(req.token.as_bytes(), token.as_bytes()) => {
+                warn!("API request with a wrong token refused");
+                let answer = line(&req.id, Err(Failure("bad_token", "wrong API token".into())));
+                send(&mut write, &answer).await?;
+                return Ok(());
+            }
+            Ok(req) => {
+                authenticated = true;
+                line(&req.id, handle(ctx, &req.method, req.params).await)
+            }
+        };
+        send(&mut write, &answer).await?;
+    }
+}
+
+/// Writes one answer, giving up on a client that does not read it.
+async fn send(write: &mut tokio::net::tcp::OwnedWriteHalf, bytes: &[u8]) -> std::io::Result<()> {
+    tokio::time::timeout(FIRST_REQUEST_TIMEOUT, write.write_all(bytes))
+        .await
+        .map_err(|_| std::io::Error::other("client not reading"))?
+}
+
+/// Constant-time comparison of equal-length secrets.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn handle(ctx: &ApiContext, method: &str, params: Value) -> Result<Value, Failure> {
+    match method {
+        "status" => {
+            let view = ctx.view.borrow().clone();
+            let store = ctx.store.clone();
+            let bytes = tokio::task::spawn_blocking(move || store.disk_size())
+                .await
+                .map_err(|e| Failure("internal", e.to_string()))?;
+            Ok(json!({
+                "pid": std::process::id(),
+                "bitcoin_network": ctx.network.core_chain_name(),
+                "identity": ctx.identity.map(|i| i.to_string()),
+                "store_bytes": bytes,
+                "chain_tip": view.tip,
+                "source": view.source,
+                "last_check": view.last_check,
+                "watched": view.watched.len(),
+                "last_event": view.events.last().map(|e| e.seq).unwrap_or(0),
+            }))
+        }
+        "identities" => {
+            let view = ctx.view.borrow().clone();
+            Ok(json!(view.watched))
+        }
+        "events" => {
+            let after = match params.get("after") {
+                None | Some(Value::Null) => 0,
+                Some(v) => v.as_u64().ok_or_else(|| {
+                    Failure("bad_request", "\"after\" must be a sequence number".into())
+                })?,
+            };
+            let wait = match params.get("wait") {
+                None | Some(Value::Null) => 0,
+                Some(v) => v
+                    .as_u64()
+                    .filter(|w| *w <= MAX_EVENTS_WAIT_SECS)
+                    .ok_or_else(|| {
+                        Failure(
+                            "bad_request",
+                            format!("\"wait\" must be 0 to {MAX_EVENTS_WAIT_SECS} seconds"),
+                        )
+                    })?,
+            };
+            let mut view = ctx.view.clone();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+            loop {
+                let events: Vec<_> = view
+                    .borrow_and_update()
+                    .events
+                    .iter()
+                    .filter(|e| e.seq > after)
+                    .cloned()
+                    .collect();
+                if !events.is_empty() || tokio::time::Instant::now() >= deadline {
+                    let last = events.last().map(|e| e.seq).unwrap_or(after);
+                    return Ok(json!({"events": events, "last": last}));
+                }
+                match tokio::time::timeout_at(deadline, view.changed()).await {
+                    Ok(Ok(())) => continue,
+                    // Timed out, or the node is stopping.
+                    _ => return Ok(json!({"events": [], "last": after})),
+                }
+            }
+        }
+        "stop" => {
+            let _ = ctx.stop.send(true);
+            Ok(json!({"stopping": true}))
+        }
+        other => Err(Failure(
+            "unknown_method",
+            format!("unknown method {other:?}"),
+        )),
+    }
+}
+
+/// A connection to the node's API, used by the command line.
+pub struct ApiClient {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    token: String,
+    next_id: u64,
+}
+
+impl ApiClient {
+    /// Connects to the node running on data directory `dir`.
+    pub fn connect(dir: &Path) -> Result<ApiClient, ApiError> {
+        let path: PathBuf = dir.join(API_FILE);
+        let not_running = || ApiError::NotRunning(dir.display().to_string());
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_running()),
+            Err(e) => return Err(io(format!("cannot read {}", path.display()))(e)),
+        };
+        let info: ApiInfo = serde_json::from_slice(&text)
+            .map_err(|e| ApiError::BadAnswer(format!("{}: {e}", path.display())))?;
+        if !info.address.ip().is_loopback() {
+            return Err(ApiError::NotLoopback(info.address));
+        }
+        let sock = TcpStream::connect_timeout(&info.address, Duration::from_secs(5))
+            .map_err(|_| not_running())?;
+        sock.set_read_timeout(Some(CLIENT_TIMEOUT))
+            .map_err(io("API socket"))?;
+        let writer = sock.try_clone().map_err(io("API socket"))?;
+        Ok(ApiClient {
+            reader: BufReader::new(sock),
+            writer,
+            token: info.token,
+            next_id: 1,
+        })
+    }
+
+    /// Calls `method` with `params` and returns its result.
+    pub fn call(&mut self, method: &str, params: Value) -> Result<Value, ApiError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut req = serde_json::to_vec(
+            &json!({"token": self.token, "id": id, "method": method, "params": params}),
+        )
+        .expect("serializable");
+        req.push(b'\n');
+        self.writer
+            .write_all(&req)
+            .map_err(io("cannot send to the node"))?;
+        let mut buf = Vec::new();
+        (&mut self.reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(io("no answer from the node"))?;
+        if buf.last() != Some(&b'\n') {
+            return Err(ApiError::BadAnswer("truncated or too long".into()));
+        }
+        let v: Value =
+            serde_json::from_slice(&buf).map_err(|e| ApiError::BadAnswer(e.to_string()))?;
+        if let Some(err) = v.get("error") {
+            return Err(ApiError::Remote {
+                code: err["code"].as_str().unwrap_or("unknown").to_owned(),
+                message: err["message"].as_str().unwrap_or("").to_owned(),
+            });
+        }
+        if v.get("id") != Some(&json!(id)) {
+            return Err(ApiError::BadAnswer("answer to another request".into()));
+        }
+        v.get("result")
+            .cloned()
+            .ok_or_else(|| ApiError::BadAnswer("no result".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn a_missing_api_file_means_no_node() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            ApiClient::connect(dir.path()),
+            Err(ApiError::NotRunning(_))
+        ));
+    }
+}
