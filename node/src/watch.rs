@@ -231,19 +231,10 @@ impl Watcher {
             return;
         }
         self.source_down = true;
-        self.push(WatchEvent {
-            seq: 0,
-            time: now,
-            kind: EventKind::Source,
-            identity: None,
-            name: None,
-            own: false,
-            rotation_index: None,
-            verdict: None,
-            message: format!(
-                "the chain source failed, keys cannot be checked until it is back: {why}"
-            ),
-        });
+        self.push_source(
+            now,
+            format!("the chain source failed, keys cannot be checked until it is back: {why}"),
+        );
     }
 
     /// The chain source answered: an event if it had failed.
@@ -251,16 +242,20 @@ impl Watcher {
         if !std::mem::take(&mut self.source_down) {
             return;
         }
+        self.push_source(now, "the chain source is reachable again".into());
+    }
+
+    fn push_source(&mut self, time: u64, message: String) {
         self.push(WatchEvent {
             seq: 0,
-            time: now,
+            time,
             kind: EventKind::Source,
             identity: None,
             name: None,
             own: false,
             rotation_index: None,
             verdict: None,
-            message: "the chain source is reachable again".into(),
+            message,
         });
     }
 
