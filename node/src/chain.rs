@@ -54,8 +54,21 @@ pub fn sync(
     events: &mut dyn FnMut(SyncEvent),
 ) -> Result<SyncOutcome, SyncError<StoreError>> {
     let mut chain = load(store, network).map_err(SyncError::Persist)?;
+    sync_loaded(store, &mut chain, source, events)
+}
+
+/// Syncs `chain`, already loaded from `store` (a long-running caller keeps
+/// it between syncs instead of loading every header again), persisting each
+/// batch as [`sync`] does. After an error `chain` may hold headers the store
+/// does not: load it again.
+pub fn sync_loaded(
+    store: &Store,
+    chain: &mut HeaderChain,
+    source: &dyn ChainSource,
+    events: &mut dyn FnMut(SyncEvent),
+) -> Result<SyncOutcome, SyncError<StoreError>> {
     sync_headers(
-        &mut chain,
+        chain,
         source,
         &unix_now,
         &mut |update, chain| store.apply_chain_update(update, chain),

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bitcoin::BlockHash;
 use cairn_chain_anchor::rpc::RpcConfig;
-use cairn_chain_anchor::{ChainNetwork, ChainSource, RpcSource, Verdict};
+use cairn_chain_anchor::{ChainNetwork, ChainSource, HeaderChain, RpcSource, Verdict};
 use cairn_wallet::IdentityId;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -162,6 +162,9 @@ struct Round {
     store: Arc<Store>,
     options: DaemonOptions,
     source: Option<RpcSource>,
+    /// The header chain, loaded once and synced in place (dropped after a
+    /// failed sync, so that the next round loads it from the store again).
+    chain: Option<HeaderChain>,
     watcher: Watcher,
     /// The tip and the identities of the last complete check.
     checked: Option<(BlockHash, Vec<Subject>)>,
@@ -181,6 +184,7 @@ async fn watch_loop(
         store,
         options,
         source: None,
+        chain: None,
         watcher: Watcher::new(),
         checked: None,
         view: Snapshot::default(),
@@ -248,23 +252,26 @@ impl Round {
 
     fn check_with(&mut self, source: &RpcSource) -> Result<(), String> {
         let (store, network) = (&*self.store, self.options.network);
-        chain::sync(store, network, source, &mut |_| {})
-            .map_err(|e| format!("syncing headers from {}: {e}", source.describe()))?;
-        let chain = chain::load(store, network).map_err(|e| e.to_string())?;
+        let chain = match &mut self.chain {
+            Some(c) => c,
+            slot @ None => slot.insert(chain::load(store, network).map_err(|e| e.to_string())?),
+        };
+        if let Err(e) = chain::sync_loaded(store, chain, source, &mut |_| {}) {
+            self.chain = None;
+            return Err(format!("syncing headers from {}: {e}", source.describe()));
+        }
         let tip = chain.tip();
+        let tip_hash = tip.hash;
         self.view.tip = Some(TipView {
             height: tip.height,
             hash: tip.hash,
         });
-        let own = match store.own_identity().map_err(|e| e.to_string())? {
-            Some(_) => Some(crate::identity::load(store, &self.dir).map_err(|e| e.to_string())?),
-            None => None,
-        };
+        let own_id = store.own_identity().map_err(|e| e.to_string())?;
         let contacts = store.contacts().map_err(|e| e.to_string())?;
-        let subjects: Vec<Subject> = own
+        let subjects: Vec<Subject> = own_id
             .iter()
-            .map(|o| Subject {
-                id: o.state.id,
+            .map(|id| Subject {
+                id: *id,
                 name: None,
                 own: true,
             })
@@ -274,9 +281,14 @@ impl Round {
                 own: false,
             }))
             .collect();
-        if self.checked.as_ref() == Some(&(tip.hash, subjects.clone())) {
+        if self.checked.as_ref() == Some(&(tip_hash, subjects.clone())) {
             return Ok(());
         }
+        // The own log is loaded and verified only when there is something to check.
+        let own = match own_id {
+            Some(_) => Some(crate::identity::load(store, &self.dir).map_err(|e| e.to_string())?),
+            None => None,
+        };
         let confirmations = self.options.confirmations;
         let now = unix_now();
         let fail =
@@ -287,12 +299,12 @@ impl Round {
             None => (None, &subjects[..]),
         };
         if let (Some(own), Some(s)) = (&own, own_subject) {
-            let checked = check_own(store, network, &chain, source, own, confirmations)
+            let checked = check_own(store, network, chain, source, own, confirmations)
                 .map_err(|e| fail(s, e))?;
             self.watcher.observe(s, &checked, now);
         }
         for (s, (id, record)) in contact_subjects.iter().zip(&contacts) {
-            let checked = check_contact(store, network, &chain, source, id, record, confirmations)
+            let checked = check_contact(store, network, chain, source, id, record, confirmations)
                 .map_err(|e| fail(s, e))?;
             self.watcher.observe(s, &checked, now);
         }
@@ -306,7 +318,7 @@ impl Round {
                 verdict: self.watcher.verdict(&s.id).cloned(),
             })
             .collect();
-        self.checked = Some((tip.hash, subjects));
+        self.checked = Some((tip_hash, subjects));
         Ok(())
     }
 }
