@@ -11,16 +11,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_chain_anchor::ChainNetwork;
+use cairn_chain_anchor::{Bundle, ChainNetwork};
 use cairn_wallet::IdentityId;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{debug, warn};
 
-use crate::daemon::Snapshot;
+use crate::contacts::{self, ContactError};
+use crate::daemon::{Command, CommandError, Snapshot};
 use crate::datadir::write_atomic;
 use crate::store::Store;
 
@@ -100,6 +101,8 @@ pub struct ApiContext {
     pub view: watch::Receiver<Arc<Snapshot>>,
     /// Set to true to stop the node.
     pub stop: watch::Sender<bool>,
+    /// Commands for the watcher, which owns the identities' state.
+    pub commands: mpsc::Sender<Command>,
 }
 
 /// A failed request: a code from `docs/api.md` and a message.
@@ -325,11 +328,82 @@ async fn handle(ctx: &ApiContext, method: &str, params: Value) -> Result<Value, 
             let _ = ctx.stop.send(true);
             Ok(json!({"stopping": true}))
         }
+        "contacts" => {
+            let store = ctx.store.clone();
+            let list = tokio::task::spawn_blocking(move || contacts::list(&store))
+                .await
+                .map_err(|e| Failure("internal", e.to_string()))?
+                .map_err(|e| Failure("internal", e.to_string()))?;
+            Ok(json!(list))
+        }
+        "contact_add" => {
+            let text = string_param(&params, "bundle")?
+                .ok_or_else(|| Failure("bad_request", "\"bundle\" is required".into()))?;
+            let bundle = Bundle::from_text(text)
+                .map_err(|e| Failure("invalid", format!("not a valid identity bundle: {e}")))?;
+            let name = string_param(&params, "name")?.map(str::to_string);
+            let added = command(ctx, |reply| Command::AddContact {
+                bundle: Box::new(bundle),
+                name,
+                reply,
+            })
+            .await?;
+            Ok(json!(added))
+        }
+        "contact_verify" => {
+            let who = string_param(&params, "who")?.map(str::to_string);
+            let reports = command(ctx, |reply| Command::Verify { who, reply }).await?;
+            Ok(json!(reports))
+        }
         other => Err(Failure(
             "unknown_method",
             format!("unknown method {other:?}"),
         )),
     }
+}
+
+/// The string parameter `name`, if present.
+fn string_param<'a>(params: &'a Value, name: &str) -> Result<Option<&'a str>, Failure> {
+    match params.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(Failure("bad_request", format!("{name:?} must be a string"))),
+    }
+}
+
+/// Hands a command to the watcher and waits for its answer.
+async fn command<T>(
+    ctx: &ApiContext,
+    make: impl FnOnce(oneshot::Sender<Result<T, CommandError>>) -> Command,
+) -> Result<T, Failure> {
+    let (reply, answer) = oneshot::channel();
+    let stopping = || Failure("stopping", "the node is stopping".into());
+    ctx.commands.try_send(make(reply)).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => {
+            Failure("busy", "too many requests are waiting for the node".into())
+        }
+        mpsc::error::TrySendError::Closed(_) => stopping(),
+    })?;
+    match answer.await {
+        Err(_) => Err(stopping()),
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(CommandError::Watch(why))) => Err(Failure("source", why)),
+        Ok(Err(CommandError::Contact(e))) => Err(contact_failure(e)),
+    }
+}
+
+/// The code of a contact error (see `docs/api.md`).
+fn contact_failure(e: ContactError) -> Failure {
+    let code = match &e {
+        ContactError::NotAContact(_) | ContactError::NoSuchName(_) => "not_found",
+        ContactError::Diverges(_) | ContactError::NameTaken { .. } => "conflict",
+        ContactError::Store(_) => "internal",
+        ContactError::InvalidLog(_)
+        | ContactError::OtherChain(_)
+        | ContactError::Own(_)
+        | ContactError::BadName => "invalid",
+    };
+    Failure(code, e.to_string())
 }
 
 /// A connection to the node's API, used by the command line.

@@ -9,20 +9,22 @@
 //! every round, which API requests read. Chain and store calls run on the
 //! blocking pool, never on the async workers.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bitcoin::BlockHash;
 use cairn_chain_anchor::rpc::RpcConfig;
-use cairn_chain_anchor::{ChainNetwork, ChainSource, HeaderChain, RpcSource, Verdict};
+use cairn_chain_anchor::{Bundle, ChainNetwork, ChainSource, HeaderChain, RpcSource, Verdict};
 use cairn_wallet::IdentityId;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::api::{self, ApiContext, ApiError};
 use crate::chain::{self, unix_now};
+use crate::contacts::{self, Added, ContactError, VerifyReport};
 use crate::datadir::DataDir;
 use crate::store::Store;
 use crate::watch::{check_contact, check_own, Subject, WatchEvent, Watcher};
@@ -36,6 +38,44 @@ pub enum DaemonError {
     /// Signals could not be set up.
     #[error("cannot set up signal handling: {0}")]
     Signals(std::io::Error),
+}
+
+/// Most API commands waiting for the watcher.
+pub const MAX_PENDING_COMMANDS: usize = 16;
+
+/// What the API asks of the watcher, which owns the identities' state:
+/// changes to the contacts, and checks on demand. Each is answered on its
+/// `reply` channel.
+#[derive(Debug)]
+pub enum Command {
+    /// Add or update a contact, then check the contacts at once.
+    AddContact {
+        /// The contact's identity bundle.
+        bundle: Box<Bundle>,
+        /// Its name, if given.
+        name: Option<String>,
+        /// The answer.
+        reply: oneshot::Sender<Result<Added, CommandError>>,
+    },
+    /// Sync the headers and check one contact (by id or name) or every
+    /// contact, as `cairn contact verify` does.
+    Verify {
+        /// Which contact; every contact if `None`.
+        who: Option<String>,
+        /// The answer: one report per contact, in the store's order.
+        reply: oneshot::Sender<Result<Vec<VerifyReport>, CommandError>>,
+    },
+}
+
+/// Why a [`Command`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The contact could not be added or found.
+    #[error(transparent)]
+    Contact(#[from] ContactError),
+    /// The chain source or a check failed.
+    #[error("{0}")]
+    Watch(String),
 }
 
 /// What the daemon runs with.
@@ -115,12 +155,14 @@ pub async fn run(
     })?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (view_tx, view_rx) = watch::channel(Arc::new(Snapshot::default()));
+    let (command_tx, command_rx) = mpsc::channel(MAX_PENDING_COMMANDS);
     let ctx = Arc::new(ApiContext {
         store: store.clone(),
         network: options.network,
         identity,
         view: view_rx,
         stop: stop_tx,
+        commands: command_tx,
     });
     let api_task = tokio::spawn(api::serve(listener, token, ctx.clone(), stop_rx.clone()));
     let watch_task = tokio::spawn(watch_loop(
@@ -128,6 +170,7 @@ pub async fn run(
         store,
         options,
         view_tx,
+        command_rx,
         stop_rx.clone(),
     ));
     started(api_addr);
@@ -168,6 +211,8 @@ struct Round {
     watcher: Watcher,
     /// The tip and the identities of the last complete check.
     checked: Option<(BlockHash, Vec<Subject>)>,
+    /// The contacts' reports of that check.
+    reports: HashMap<IdentityId, VerifyReport>,
     view: Snapshot,
 }
 
@@ -176,6 +221,7 @@ async fn watch_loop(
     store: Arc<Store>,
     options: DaemonOptions,
     view: watch::Sender<Arc<Snapshot>>,
+    mut commands: mpsc::Receiver<Command>,
     mut stop: watch::Receiver<bool>,
 ) {
     let poll = options.poll;
@@ -187,11 +233,14 @@ async fn watch_loop(
         chain: None,
         watcher: Watcher::new(),
         checked: None,
+        reports: HashMap::new(),
         view: Snapshot::default(),
     };
+    let mut next: Option<Command> = None;
     loop {
+        let command = next.take();
         round = match tokio::task::spawn_blocking(move || {
-            round.once();
+            round.run(command);
             round
         })
         .await
@@ -210,26 +259,89 @@ async fn watch_loop(
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
             _ = stop.changed() => return,
+            Some(c) = commands.recv() => next = Some(c),
         }
     }
 }
 
 impl Round {
+    /// A round: a command and the round it needs, or a poll.
+    fn run(&mut self, command: Option<Command>) {
+        match command {
+            None => {
+                let _ = self.once();
+            }
+            Some(Command::AddContact {
+                bundle,
+                name,
+                reply,
+            }) => {
+                let added = contacts::add(
+                    &self.store,
+                    self.options.network,
+                    *bundle,
+                    name.as_deref(),
+                    unix_now(),
+                );
+                let ok = added.is_ok();
+                if let Ok(a) = &added {
+                    info!("contact {} added through the API", a.id);
+                }
+                let _ = reply.send(added.map_err(CommandError::from));
+                if ok {
+                    // Check the new or updated contact now (its log may
+                    // have changed even if its id and name did not).
+                    self.checked = None;
+                    let _ = self.once();
+                }
+            }
+            Some(Command::Verify { who, reply }) => {
+                let _ = reply.send(self.verify(who.as_deref()));
+            }
+        }
+    }
+
+    /// `contact verify` on the node: the contact(s) named, checked at the
+    /// tip (a round first, which checks everything at a new tip).
+    fn verify(&mut self, who: Option<&str>) -> Result<Vec<VerifyReport>, CommandError> {
+        let wanted = match who {
+            Some(w) => vec![contacts::find(&self.store, w)?.0],
+            None => self
+                .store
+                .contacts()
+                .map_err(ContactError::from)?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect(),
+        };
+        self.once().map_err(CommandError::Watch)?;
+        wanted
+            .iter()
+            .map(|id| {
+                self.reports.get(id).cloned().ok_or_else(|| {
+                    CommandError::Watch(format!("{id} was removed while it was checked"))
+                })
+            })
+            .collect()
+    }
+
     /// One look at the chain source: sync the headers; at a new tip (or when
     /// the identities changed), check every identity and note what changed.
-    fn once(&mut self) {
+    fn once(&mut self) -> Result<(), String> {
         let seen_before = self.watcher.events().last().map(|e| e.seq).unwrap_or(0);
-        if let Err(why) = self.check() {
+        let result = self.check();
+        if let Err(why) = &result {
             warn!("watching: {why}");
             self.source = None;
             self.view.source.error = Some(why.clone());
-            self.watcher.source_failed(&why, unix_now());
+            self.watcher.source_failed(why, unix_now());
         }
         self.view.last_check = Some(unix_now());
         self.view.events = self.watcher.events().cloned().collect();
         for e in self.view.events.iter().filter(|e| e.seq > seen_before) {
             info!(seq = e.seq, "{}", e.message);
         }
+        result
     }
 
     fn check(&mut self) -> Result<(), String> {
@@ -303,11 +415,14 @@ impl Round {
                 .map_err(|e| fail(s, e))?;
             self.watcher.observe(s, &checked, now);
         }
+        let mut reports = HashMap::with_capacity(contacts.len());
         for (s, (id, record)) in contact_subjects.iter().zip(&contacts) {
             let checked = check_contact(store, network, chain, source, id, record, confirmations)
                 .map_err(|e| fail(s, e))?;
             self.watcher.observe(s, &checked, now);
+            reports.insert(*id, VerifyReport::new(*id, record, &checked, confirmations));
         }
+        self.reports = reports;
         self.watcher.retain(&subjects);
         self.view.watched = subjects
             .iter()

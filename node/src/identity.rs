@@ -15,7 +15,7 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     /// The running node holds the store.
-    #[error("a cairn node is running on {0} and holds its store: stop it first (`cairn node stop`); `cairn node status`, `cairn node identities` and `cairn node events` work through it")]
+    #[error("a cairn node is running on {0} and holds its store: stop it first (`cairn node stop`); `cairn node status|identities|events` and `cairn contact add|list|verify` work through it")]
     NodeRunning(String),
     /// The data dir already holds this identity.
     #[error("this data directory already holds identity {0}")]

@@ -6,6 +6,7 @@ pub mod anchoring;
 pub mod api;
 pub mod chain;
 pub mod config;
+pub mod contacts;
 pub mod daemon;
 pub mod datadir;
 pub mod funds;

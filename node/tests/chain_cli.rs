@@ -331,9 +331,51 @@ fn the_funding_wallet_pays_and_anchors_the_identity_through_the_cli() {
     let ids = ok_json(&cairn(&bob, &["node", "identities", "--json"]));
     assert_eq!(ids[0]["name"], "alice");
     assert_eq!(ids[0]["verdict"]["status"], "current", "{ids}");
-    // It holds the store: commands that need it say why they cannot run,
-    // and a second node on the same directory is refused.
-    let err = failure(&cairn(&bob, &["contact", "verify", "alice"]));
+    // It holds the store: the contact commands go through it, the commands
+    // that need the store itself say why they cannot run, and a second node
+    // on the same directory is refused.
+    let v = ok_json(&cairn(&bob, &["--json", "contact", "verify", "alice"]));
+    assert_eq!(v["verdict"]["status"], "current", "{v}");
+    assert_eq!(v["verdict"]["anchor_height"], 104);
+    assert_eq!(v["signing_key"], id["signing_key"]);
+    let err = failure(&cairn(&bob, &["contact", "verify", "carol"]));
+    assert!(err.contains("no contact is named"), "{err}");
+    let carol_dir = tmp.path().join("carol");
+    ok_json(&cairn_with(
+        &carol_dir,
+        &["--json", "init", "--yes"],
+        Some(PASS),
+    ));
+    let carol = ok_json(&cairn(&carol_dir, &["--json", "id", "export"]));
+    let err = failure(&cairn(
+        &bob,
+        &[
+            "contact",
+            "add",
+            carol["bundle"].as_str().unwrap(),
+            "--name",
+            "alice",
+        ],
+    ));
+    assert!(err.contains("already used"), "{err}");
+    let added = ok_json(&cairn(
+        &bob,
+        &[
+            "--json",
+            "contact",
+            "add",
+            carol["bundle"].as_str().unwrap(),
+            "--name",
+            "carol",
+        ],
+    ));
+    assert_eq!(added["id"], carol["id"]);
+    let listed = ok_json(&cairn(&bob, &["--json", "contact", "list"]));
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let v = ok_json(&cairn(&bob, &["--json", "contact", "verify", "carol"]));
+    assert_eq!(v["verdict"]["status"], "unanchored", "{v}");
+    wait_for_node(&bob, |s| s["watched"] == 2);
+    let err = failure(&cairn(&bob, &["wallet", "balance"]));
     assert!(err.contains("node is running"), "{err}");
     let err = failure(&cairn(&bob, &["node", "--api", "127.0.0.1:0"]));
     assert!(err.contains("already running"), "{err}");
@@ -399,9 +441,13 @@ fn the_funding_wallet_pays_and_anchors_the_identity_through_the_cli() {
     // Every contact at once (watching on demand): one list. The node has
     // already followed and stored the rotation.
     let all = ok_json(&cairn(&bob, &["--json", "contact", "verify"]));
-    let v = &all.as_array().unwrap()[0];
-    assert_eq!(all.as_array().unwrap().len(), 1);
-    assert_eq!(v["name"], "alice");
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    let v = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "alice")
+        .unwrap();
     assert_eq!(v["verdict"]["status"], "current", "{v}");
     assert_eq!(v["verdict"]["rotation_index"], 1);
     assert_eq!(v["followed_rotations"], serde_json::json!([]));

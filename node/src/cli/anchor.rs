@@ -7,12 +7,13 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use cairn_chain_anchor::anchor::{BUNDLE_MAGIC, BUNDLE_TEXT_PREFIX, MAX_BUNDLE_LEN};
 use cairn_chain_anchor::source::ChainSource;
-use cairn_chain_anchor::{Bundle, ChainNetwork, ChainParams, Verdict};
+use cairn_chain_anchor::{Bundle, ChainNetwork};
 use cairn_node::anchoring::{self, Standing, DEFAULT_SEAL_VALUE};
+use cairn_node::api::MAX_LINE;
 use cairn_node::chain::{self, unix_now};
+use cairn_node::contacts::{self, VerifyReport};
 use cairn_node::funds;
 use cairn_node::identity;
-use cairn_node::store::ContactRecord;
 use cairn_node::Store;
 use cairn_wallet::{IdentityId, MasterKey};
 use serde_json::json;
@@ -20,7 +21,7 @@ use serde_json::json;
 use super::chain::{connect, BitcoinArgs};
 use super::output::Reported;
 use super::secrets::Purpose;
-use super::{hex, wallet, Context, Output};
+use super::{wallet, Access, Context, Output};
 
 /// How often `cairn anchor` looks for new blocks while it waits.
 fn poll_interval(network: ChainNetwork) -> Duration {
@@ -332,7 +333,8 @@ fn read_bundle(arg: &str) -> Result<Bundle> {
     Bundle::from_text(text).with_context(|| format!("{arg} is not a valid bundle"))
 }
 
-/// `cairn contact add BUNDLE|FILE [--name NAME]`.
+/// `cairn contact add BUNDLE|FILE [--name NAME]`; through the running node
+/// when there is one.
 pub fn add(
     ctx: &Context,
     out: &Output,
@@ -341,221 +343,166 @@ pub fn add(
     name: Option<&str>,
 ) -> Result<()> {
     let settings = args.settings(ctx)?;
-    let network = settings.network;
     let bundle = read_bundle(what)?;
-    let state = bundle
-        .log
-        .verify()
-        .map_err(|e| anyhow::anyhow!("the bundle's key event log is invalid: {e}"))?;
-    let id = state.id;
-    if !bundle.anchors.is_empty() && bundle.genesis != ChainParams::new(network).genesis_hash() {
-        bail!(
-            "the bundle is anchored in another chain than {} (the network this node follows)",
-            network.core_chain_name()
-        );
-    }
     if let Some(n) = name {
-        check_name(n)?;
+        contacts::check_name(n)?;
     }
-    let store = identity::open_store(&ctx.dir)?;
-    if store.own_identity()? == Some(id) {
-        bail!("{id} is this node's own identity");
-    }
-    let mut bundle = bundle;
-    let mut record = ContactRecord {
-        name: name.map(str::to_string),
-        added: unix_now(),
+    let added = match ctx.store_or_node()? {
+        Access::Store(store) => json!(contacts::add(
+            &store,
+            settings.network,
+            bundle,
+            name,
+            unix_now()
+        )?),
+        Access::Node(mut node) => {
+            let text = bundle.to_text();
+            if text.len() + 1024 > MAX_LINE {
+                bail!("this bundle is too large for the node's API ({} bytes); stop the node and add it again", text.len());
+            }
+            node.call("contact_add", json!({"bundle": text, "name": name}))?
+        }
     };
-    if let Some(old) = store.contact(&id)? {
-        let old_events = store
-            .log(&id)?
-            .map(|l| l.events().to_vec())
-            .unwrap_or_default();
-        if bundle.log.events().get(..old_events.len()) != Some(&old_events[..]) {
-            bail!(
-                "this bundle's log for {id} does not extend the one this node has: either it is older, or two different logs exist for this identity (its seed may be in someone else's hands)"
-            );
-        }
-        let old_anchors = store.anchors(network, &id)?;
-        if bundle.anchors.len() < old_anchors.len() {
-            bundle.anchors = old_anchors;
-        }
-        if bundle.sealed.is_empty() {
-            bundle.sealed = store.sealed_rotations(&id)?;
-        }
-        record.added = old.added;
-        if record.name.is_none() {
-            record.name = old.name;
-        }
-    }
-    if let Some(n) = &record.name {
-        if let Some((other, _)) = store
-            .contacts()?
-            .into_iter()
-            .find(|(i, r)| *i != id && r.name.as_deref() == Some(n))
-        {
-            bail!("the name {n:?} is already used for {other}");
-        }
-    }
-    store.put_contact(network, &id, &bundle, &record)?;
-    let anchors = &bundle.anchors;
     if out.json {
-        out.json(&json!({
-            "id": id, "name": record.name, "fingerprint": id.fingerprint(),
-            "rotation_index": state.rotation_index(), "anchors": anchors.len(),
-        }));
-    } else {
-        out.line(&format!(
-            "Added {}{id} (fingerprint {}, rotation {}, {} anchor(s)).",
-            record
-                .name
-                .as_deref()
-                .map(|n| format!("{n}: "))
-                .unwrap_or_default(),
-            id.fingerprint(),
-            state.rotation_index(),
-            anchors.len()
-        ));
-        out.line(&format!(
-            "Check it against Bitcoin with `cairn contact verify {}`.",
-            record.name.as_deref().unwrap_or(&id.to_string())
-        ));
+        out.json(&added);
+        return Ok(());
     }
+    let id = added["id"].as_str().unwrap_or_default();
+    let name = added["name"].as_str();
+    out.line(&format!(
+        "Added {}{id} (fingerprint {}, rotation {}, {} anchor(s)).",
+        name.map(|n| format!("{n}: ")).unwrap_or_default(),
+        added["fingerprint"].as_str().unwrap_or_default(),
+        added["rotation_index"],
+        added["anchors"],
+    ));
+    out.line(&format!(
+        "Check it against Bitcoin with `cairn contact verify {}`.",
+        name.unwrap_or(id)
+    ));
     Ok(())
 }
 
-fn check_name(n: &str) -> Result<()> {
-    if n.is_empty() || n.len() > 64 || n.chars().any(|c| c.is_control()) || n.starts_with("cairn1")
-    {
-        bail!(
-            "a contact name has 1 to 64 printable characters and does not look like an identity id"
-        );
-    }
-    Ok(())
-}
-
-/// The contact an id or a name names.
-fn find(store: &Store, who: &str) -> Result<(IdentityId, ContactRecord)> {
-    if let Ok(id) = who.parse::<IdentityId>() {
-        let record = store
-            .contact(&id)?
-            .with_context(|| format!("{id} is not a contact; add it with `cairn contact add`"))?;
-        return Ok((id, record));
-    }
-    store
-        .contacts()?
-        .into_iter()
-        .find(|(_, r)| r.name.as_deref() == Some(who))
-        .with_context(|| format!("no contact is named {who:?}; see `cairn contact list`"))
-}
-
-/// `cairn contact list`.
+/// `cairn contact list`; through the running node when there is one.
 pub fn list(ctx: &Context, out: &Output) -> Result<()> {
-    let store = identity::open_store(&ctx.dir)?;
-    let contacts = store.contacts()?;
+    let list = match ctx.store_or_node()? {
+        Access::Store(store) => json!(contacts::list(&store)?),
+        Access::Node(mut node) => node.call("contacts", json!({}))?,
+    };
     if out.json {
-        let v: Vec<_> = contacts
-            .iter()
-            .map(|(id, r)| json!({ "id": id, "name": r.name, "fingerprint": id.fingerprint(), "added": r.added }))
-            .collect();
-        out.json(&json!(v));
-    } else if contacts.is_empty() {
+        out.json(&list);
+        return Ok(());
+    }
+    let list = list.as_array().map(Vec::as_slice).unwrap_or_default();
+    if list.is_empty() {
         out.line("No contacts yet; add one with `cairn contact add BUNDLE`.");
-    } else {
-        for (id, r) in contacts {
-            out.line(&format!(
-                "{:<16} {id}  {}",
-                r.name.as_deref().unwrap_or("-"),
-                id.fingerprint()
-            ));
-        }
+    }
+    for c in list {
+        out.line(&format!(
+            "{:<16} {}  {}",
+            c["name"].as_str().unwrap_or("-"),
+            c["id"].as_str().unwrap_or_default(),
+            c["fingerprint"].as_str().unwrap_or_default(),
+        ));
     }
     Ok(())
 }
 
 /// `cairn contact verify [ID|NAME]`: one contact, or every contact (each
 /// followed through the blocks since its last seal, so that rotations and
-/// stale identities show up: watching on demand).
+/// stale identities show up: watching on demand). When a node runs, it
+/// does the check.
 pub fn verify(ctx: &Context, out: &Output, args: &BitcoinArgs, who: Option<&str>) -> Result<()> {
-    let settings = args.settings(ctx)?;
-    let network = settings.network;
-    let store = identity::open_store(&ctx.dir)?;
-    let targets = match who {
-        Some(w) => vec![find(&store, w)?],
-        None => store.contacts()?,
+    let reports = match ctx.store_or_node()? {
+        Access::Store(store) => json!(verify_here(ctx, args, &store, who)?),
+        Access::Node(mut node) => node.call("contact_verify", json!({ "who": who }))?,
     };
-    let source = connect(&settings)?;
-    let chain = sync_quietly(&store, network, &source)?;
-    let mut results = Vec::with_capacity(targets.len());
+    let reports = reports.as_array().map(Vec::as_slice).unwrap_or_default();
+    if out.json {
+        // One contact: its object; all of them: a list.
+        match (who, reports) {
+            (Some(_), [one]) => out.json(one),
+            _ => out.json(&json!(reports)),
+        }
+    } else if who.is_none() && reports.is_empty() {
+        out.line("No contacts yet; add one with `cairn contact add BUNDLE`.");
+    }
     let mut failed = Vec::new();
-    for (i, (id, record)) in targets.into_iter().enumerate() {
-        let checked = cairn_node::watch::check_contact(
-            &store,
-            network,
-            &chain,
-            &source,
-            &id,
-            &record,
-            settings.confirmations,
-        )
-        .with_context(|| format!("checking {id} through {}", source.describe()))?;
-        let v = &checked.verification;
-        let usable = v.usable();
-        if matches!(v.verdict, Verdict::Stale { .. } | Verdict::Invalid { .. }) {
-            failed.push(format!("{id}: {}", v.verdict));
+    for (i, r) in reports.iter().enumerate() {
+        let id = r["id"].as_str().unwrap_or_default();
+        let verdict = r["verdict_text"].as_str().unwrap_or_default();
+        if r["failed"].as_bool() == Some(true) {
+            failed.push(format!("{id}: {verdict}"));
         }
         if out.json {
-            results.push(json!({
-                "id": id,
-                "name": record.name,
-                "verdict": v.verdict,
-                "signing_key": usable.map(|e| hex(&e.signing_key.serialize())),
-                "messaging_key": usable.map(|e| hex(&e.messaging_key.0)),
-                "confirmations_required": settings.confirmations,
-                "followed_rotations": checked.followed,
-                "follow_error": checked.follow_error,
-            }));
             continue;
         }
         if i > 0 {
             out.line("");
         }
-        let name = record
-            .name
-            .as_deref()
+        let name = r["name"]
+            .as_str()
             .map(|n| format!("{n}: "))
             .unwrap_or_default();
         out.line(&format!("Contact        {name}{id}"));
-        for index in &checked.followed {
+        for index in r["followed_rotations"].as_array().into_iter().flatten() {
             out.line(&format!(
                 "Rotated        to rotation {index} (followed from the chain)"
             ));
         }
-        out.line(&format!("Status         {}", v.verdict));
-        if let Some(e) = &checked.follow_error {
+        out.line(&format!("Status         {verdict}"));
+        if let Some(e) = r["follow_error"].as_str() {
             out.line(&format!("Why            {e}"));
         }
-        if let Some(e) = usable {
+        if let Some(key) = r["signing_key"].as_str() {
             out.line(&format!(
-                "Signing key    {} (rotation {})",
-                hex(&e.signing_key.serialize()),
-                e.index
+                "Signing key    {key} (rotation {})",
+                r["rotation_index"]
             ));
         }
-    }
-    if out.json {
-        // One contact: its object; all of them: a list.
-        match (who, results.len()) {
-            (Some(_), 1) => out.json(&results[0]),
-            _ => out.json(&json!(results)),
-        }
-    } else if who.is_none() && results.is_empty() && failed.is_empty() {
-        out.line("No contacts yet; add one with `cairn contact add BUNDLE`.");
     }
     if !failed.is_empty() {
         return Err(Reported(format!("does not verify: {}", failed.join("; "))).into());
     }
     Ok(())
+}
+
+/// The contacts' checks, run here on the store.
+fn verify_here(
+    ctx: &Context,
+    args: &BitcoinArgs,
+    store: &Store,
+    who: Option<&str>,
+) -> Result<Vec<VerifyReport>> {
+    let settings = args.settings(ctx)?;
+    let network = settings.network;
+    let targets = match who {
+        Some(w) => vec![contacts::find(store, w)?],
+        None => store.contacts()?,
+    };
+    let source = connect(&settings)?;
+    let chain = sync_quietly(store, network, &source)?;
+    targets
+        .into_iter()
+        .map(|(id, record)| {
+            let checked = cairn_node::watch::check_contact(
+                store,
+                network,
+                &chain,
+                &source,
+                &id,
+                &record,
+                settings.confirmations,
+            )
+            .with_context(|| format!("checking {id} through {}", source.describe()))?;
+            Ok(VerifyReport::new(
+                id,
+                &record,
+                &checked,
+                settings.confirmations,
+            ))
+        })
+        .collect()
 }
 
 /// What `cairn restore` found on chain.

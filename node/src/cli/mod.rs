@@ -49,6 +49,24 @@ impl Context {
         let own = identity::load(&store, &self.dir)?;
         Ok((store, own))
     }
+
+    /// The store, or the API of the node that holds it.
+    fn store_or_node(&self) -> Result<Access> {
+        match identity::open_store(&self.dir) {
+            Ok(s) => Ok(Access::Store(s)),
+            Err(IdentityError::NodeRunning(_)) => Ok(Access::Node(
+                cairn_node::api::ApiClient::connect(self.dir.root())?,
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// How a command reaches the node's state: the store itself, or the running
+/// node (which holds the store) through its API.
+enum Access {
+    Store(cairn_node::Store),
+    Node(cairn_node::api::ApiClient),
 }
 
 fn hex(b: &[u8]) -> String {

@@ -1,0 +1,353 @@
+//! Contacts: adding one from its identity bundle, finding one by id or
+//! name, and the report of a check against Bitcoin. The command line runs
+//! these on the store when no node is running; a running node runs them for
+//! its API (`contact_add`, `contacts`, `contact_verify`), so both paths give
+//! the same answers.
+
+use cairn_chain_anchor::{Bundle, ChainNetwork, ChainParams, Verdict};
+use cairn_wallet::IdentityId;
+use serde::Serialize;
+
+use crate::anchoring::Checked;
+use crate::store::{ContactRecord, Store, StoreError};
+
+/// Longest contact name, bytes.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Why a contact could not be added or found.
+#[derive(Debug, thiserror::Error)]
+pub enum ContactError {
+    /// The bundle's key event log does not verify.
+    #[error("the bundle's key event log is invalid: {0}")]
+    InvalidLog(#[from] cairn_wallet::kel::LogError),
+    /// The bundle's anchors are in another chain.
+    #[error("the bundle is anchored in another chain than {0} (the network this node follows)")]
+    OtherChain(&'static str),
+    /// The bundle is the node's own identity.
+    #[error("{0} is this node's own identity")]
+    Own(IdentityId),
+    /// The bundle's log is not an extension of the stored one.
+    #[error("this bundle's log for {0} does not extend the one this node has: either it is older, or two different logs exist for this identity (its seed may be in someone else's hands)")]
+    Diverges(IdentityId),
+    /// The name is not a valid contact name.
+    #[error("a contact name has 1 to {MAX_NAME_LEN} printable characters and does not look like an identity id")]
+    BadName,
+    /// Another contact has the name.
+    #[error("the name {name:?} is already used for {other}")]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// The contact that has it.
+        other: IdentityId,
+    },
+    /// The id is not a contact.
+    #[error("{0} is not a contact; add it with `cairn contact add`")]
+    NotAContact(IdentityId),
+    /// No contact has the name.
+    #[error("no contact is named {0:?}; see `cairn contact list`")]
+    NoSuchName(String),
+    /// Store failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks a contact name: 1 to [`MAX_NAME_LEN`] bytes, no control
+/// characters, and not something that reads as an identity id.
+pub fn check_name(n: &str) -> Result<(), ContactError> {
+    if n.is_empty()
+        || n.len() > MAX_NAME_LEN
+        || n.chars().any(char::is_control)
+        || n.starts_with("cairn1")
+    {
+        return Err(ContactError::BadName);
+    }
+    Ok(())
+}
+
+/// What adding a contact did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Added {
+    /// The contact's id.
+    pub id: IdentityId,
+    /// Its name (given now, or kept from before).
+    pub name: Option<String>,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// Its log's rotation index.
+    pub rotation_index: u32,
+    /// Anchors kept for it.
+    pub anchors: usize,
+}
+
+/// Adds (or updates) the contact `bundle` describes, under `name` if given.
+///
+/// The log must verify and the anchors must be in `network`'s chain. A
+/// contact already known keeps its name (unless a new one is given), the
+/// time it was added, and any anchors or sealed rotations the new bundle
+/// lacks; a bundle whose log does not extend the stored one is refused.
+pub fn add(
+    store: &Store,
+    network: ChainNetwork,
+    mut bundle: Bundle,
+    name: Option<&str>,
+    now: u64,
+) -> Result<Added, ContactError> {
+    let state = bundle.log.verify()?;
+    let id = state.id;
+    if !bundle.anchors.is_empty() && bundle.genesis != ChainParams::new(network).genesis_hash() {
+        return Err(ContactError::OtherChain(network.core_chain_name()));
+    }
+    if let Some(n) = name {
+        check_name(n)?;
+    }
+    if store.own_identity()? == Some(id) {
+        return Err(ContactError::Own(id));
+    }
+    let mut record = ContactRecord {
+        name: name.map(str::to_string),
+        added: now,
+    };
+    if let Some(old) = store.contact(&id)? {
+        let old_events = store
+            .log(&id)?
+            .map(|l| l.events().to_vec())
+            .unwrap_or_default();
+        if bundle.log.events().get(..old_events.len()) != Some(&old_events[..]) {
+            return Err(ContactError::Diverges(id));
+        }
+        let old_anchors = store.anchors(network, &id)?;
+        if bundle.anchors.len() < old_anchors.len() {
+            bundle.anchors = old_anchors;
+        }
+        if bundle.sealed.is_empty() {
+            bundle.sealed = store.sealed_rotations(&id)?;
+        }
+        record.added = old.added;
+        if record.name.is_none() {
+            record.name = old.name;
+        }
+    }
+    if let Some(n) = &record.name {
+        if let Some((other, _)) = store
+            .contacts()?
+            .into_iter()
+            .find(|(i, r)| *i != id && r.name.as_deref() == Some(n))
+        {
+            return Err(ContactError::NameTaken {
+                name: n.clone(),
+                other,
+            });
+        }
+    }
+    store.put_contact(network, &id, &bundle, &record)?;
+    Ok(Added {
+        id,
+        name: record.name,
+        fingerprint: id.fingerprint(),
+        rotation_index: state.rotation_index(),
+        anchors: bundle.anchors.len(),
+    })
+}
+
+/// The contact `who` names: an identity id, or a contact's name.
+pub fn find(store: &Store, who: &str) -> Result<(IdentityId, ContactRecord), ContactError> {
+    if let Ok(id) = who.parse::<IdentityId>() {
+        let record = store.contact(&id)?.ok_or(ContactError::NotAContact(id))?;
+        return Ok((id, record));
+    }
+    store
+        .contacts()?
+        .into_iter()
+        .find(|(_, r)| r.name.as_deref() == Some(who))
+        .ok_or_else(|| ContactError::NoSuchName(who.to_string()))
+}
+
+/// One contact, as `cairn contact list` and the API's `contacts` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContactView {
+    /// Its id.
+    pub id: IdentityId,
+    /// Its name.
+    pub name: Option<String>,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// When it was added (Unix seconds).
+    pub added: u64,
+}
+
+/// Every contact, by id.
+pub fn list(store: &Store) -> Result<Vec<ContactView>, StoreError> {
+    Ok(store
+        .contacts()?
+        .into_iter()
+        .map(|(id, r)| ContactView {
+            id,
+            name: r.name,
+            fingerprint: id.fingerprint(),
+            added: r.added,
+        })
+        .collect())
+}
+
+/// The outcome of checking one contact against Bitcoin, as `cairn contact
+/// verify --json` and the API's `contact_verify` give it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// The contact's id.
+    pub id: IdentityId,
+    /// Its name.
+    pub name: Option<String>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The verdict in words.
+    pub verdict_text: String,
+    /// Whether the identity is unusable: `stale` or `invalid`.
+    pub failed: bool,
+    /// The signing key that may be used now (hex), if any.
+    pub signing_key: Option<String>,
+    /// The messaging key that may be used now (hex), if any.
+    pub messaging_key: Option<String>,
+    /// The rotation those keys belong to.
+    pub rotation_index: Option<u32>,
+    /// The confirmations a seal needs.
+    pub confirmations_required: u32,
+    /// Rotations followed from the chain in this check, in order.
+    pub followed_rotations: Vec<u32>,
+    /// Why the spend of the last seal could not be followed, if it could not.
+    pub follow_error: Option<String>,
+}
+
+impl VerifyReport {
+    /// The report of `checked`, a check of contact `id`.
+    pub fn new(
+        id: IdentityId,
+        record: &ContactRecord,
+        checked: &Checked,
+        confirmations: u32,
+    ) -> VerifyReport {
+        let v = &checked.verification;
+        let usable = v.usable();
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        VerifyReport {
+            id,
+            name: record.name.clone(),
+            verdict: v.verdict.clone(),
+            verdict_text: v.verdict.to_string(),
+            failed: matches!(v.verdict, Verdict::Stale { .. } | Verdict::Invalid { .. }),
+            signing_key: usable.map(|e| hex(&e.signing_key.serialize())),
+            messaging_key: usable.map(|e| hex(&e.messaging_key.0)),
+            rotation_index: usable.map(|e| e.index),
+            confirmations_required: confirmations,
+            followed_rotations: checked.followed.clone(),
+            follow_error: checked.follow_error.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_wallet::kel::{establishment_chain, KeyEventLog};
+    use cairn_wallet::{MasterKey, SeedPhrase};
+
+    /// An unanchored bundle of a fresh identity's first `events` establishment events.
+    fn bundle(phrase: &SeedPhrase, events: usize) -> Bundle {
+        let chain = establishment_chain(&MasterKey::new(&phrase.to_seed("")), 3).unwrap();
+        Bundle {
+            genesis: ChainParams::new(ChainNetwork::Regtest).genesis_hash(),
+            log: KeyEventLog::new(chain[..events].to_vec()),
+            anchors: Vec::new(),
+            sealed: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn adding_updating_and_finding_contacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let net = ChainNetwork::Regtest;
+        let (alice, bob) = (
+            SeedPhrase::generate(12).unwrap(),
+            SeedPhrase::generate(12).unwrap(),
+        );
+
+        let a = add(&store, net, bundle(&alice, 1), Some("alice"), 100).unwrap();
+        assert_eq!(
+            (a.name.as_deref(), a.rotation_index, a.anchors),
+            (Some("alice"), 0, 0)
+        );
+        // A longer log of the same identity updates it; the name and the
+        // time it was added stay.
+        let again = add(&store, net, bundle(&alice, 3), None, 200).unwrap();
+        assert_eq!(
+            (again.id, again.name.as_deref(), again.rotation_index),
+            (a.id, Some("alice"), 2)
+        );
+        assert_eq!(store.contact(&a.id).unwrap().unwrap().added, 100);
+        assert_eq!(store.log(&a.id).unwrap().unwrap().len(), 3);
+        // An older (shorter) log is refused and changes nothing.
+        assert!(matches!(
+            add(&store, net, bundle(&alice, 2), None, 300),
+            Err(ContactError::Diverges(id)) if id == a.id
+        ));
+        assert_eq!(store.log(&a.id).unwrap().unwrap().len(), 3);
+        // Names are unique.
+        assert!(matches!(
+            add(&store, net, bundle(&bob, 1), Some("alice"), 300),
+            Err(ContactError::NameTaken { other, .. }) if other == a.id
+        ));
+        assert!(store.contacts().unwrap().len() == 1);
+        let b = add(&store, net, bundle(&bob, 1), Some("bob"), 300).unwrap();
+
+        assert_eq!(find(&store, "bob").unwrap().0, b.id);
+        assert_eq!(find(&store, &a.id.to_string()).unwrap().0, a.id);
+        assert!(matches!(
+            find(&store, "carol"),
+            Err(ContactError::NoSuchName(_))
+        ));
+        let stranger = IdentityId([7; 32]);
+        assert!(matches!(
+            find(&store, &stranger.to_string()),
+            Err(ContactError::NotAContact(id)) if id == stranger
+        ));
+        let names: Vec<_> = list(&store).unwrap().into_iter().map(|c| c.name).collect();
+        assert_eq!(names.len(), 2);
+        assert!(names.contains(&Some("bob".into())));
+    }
+
+    #[test]
+    fn the_own_identity_and_broken_logs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let net = ChainNetwork::Regtest;
+        let own = SeedPhrase::generate(12).unwrap();
+        let b = bundle(&own, 1);
+        let id = b.log.verify().unwrap().id;
+        store.set_own_identity(&id, &b.log).unwrap();
+        assert!(matches!(add(&store, net, b, None, 1), Err(ContactError::Own(i)) if i == id));
+        // Events out of order do not verify.
+        let mut broken = bundle(&SeedPhrase::generate(12).unwrap(), 3);
+        let mut events = broken.log.events().to_vec();
+        events.swap(1, 2);
+        broken.log = KeyEventLog::new(events);
+        assert!(matches!(
+            add(&store, net, broken, None, 1),
+            Err(ContactError::InvalidLog(_))
+        ));
+        assert!(store.contacts().unwrap().is_empty());
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("alice").is_ok());
+        assert!(check_name("Ålice Ünïcode").is_ok());
+        assert!(check_name(&"a".repeat(MAX_NAME_LEN)).is_ok());
+        for bad in ["", "a\nb", "tab\there", "cairn1qqqq"] {
+            assert!(
+                matches!(check_name(bad), Err(ContactError::BadName)),
+                "{bad:?}"
+            );
+        }
+        assert!(check_name(&"a".repeat(MAX_NAME_LEN + 1)).is_err());
+    }
+}
