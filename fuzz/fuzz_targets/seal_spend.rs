@@ -17,11 +17,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((leaf, rest)) = rest.split_first_chunk::<32>() else {
         return;
     };
-    let Ok(seal) = Seal::from_leaf_hash(
-        &secp,
-        Digest(*event),
-        TapLeafHash::from_byte_array(*leaf),
-    ) else {
+    let Ok(seal) = Seal::from_leaf_hash(&secp, Digest(*event), TapLeafHash::from_byte_array(*leaf))
+    else {
         return;
     };
     // Split the rest into witness items at 0xff bytes.

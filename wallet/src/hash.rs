@@ -24,6 +24,22 @@ pub mod tags {
     pub const NETWORK_KEY: &str = "cairn/network-key/ed25519/v1";
     /// Integrity checksum of a keystore file.
     pub const KEYSTORE_CHECKSUM: &str = "cairn/keystore/checksum/v1";
+    /// Noise prologue of the sealed outer layer of a first message.
+    pub const SESSION_SEAL: &str = "cairn/session/seal/v1";
+    /// Noise prologue of the session handshake.
+    pub const SESSION_HANDSHAKE: &str = "cairn/session/handshake/v1";
+    /// Root key of a session's double ratchet, from the handshake.
+    pub const SESSION_ROOT: &str = "cairn/session/root/v1";
+    /// A DH ratchet step of the double ratchet.
+    pub const SESSION_RATCHET: &str = "cairn/session/ratchet/v1";
+    /// The responder's first sending chain.
+    pub const SESSION_FIRST_CHAIN: &str = "cairn/session/first-chain/v1";
+    /// Mailbox addresses of a session, per direction and epoch.
+    pub const MAILBOX_SESSION: &str = "cairn/mailbox/session/v1";
+    /// Mailbox address of first messages to a prekey, per epoch.
+    pub const MAILBOX_PREKEY: &str = "cairn/mailbox/prekey/v1";
+    /// Mailbox address of the answer to one first message.
+    pub const MAILBOX_ANSWER: &str = "cairn/mailbox/answer/v1";
 }
 
 /// Computes the tagged hash of `parts` (concatenated) under `tag`.
@@ -69,6 +85,14 @@ mod tests {
             tags::MESSAGING_KEY,
             tags::NETWORK_KEY,
             tags::KEYSTORE_CHECKSUM,
+            tags::SESSION_SEAL,
+            tags::SESSION_HANDSHAKE,
+            tags::SESSION_ROOT,
+            tags::SESSION_RATCHET,
+            tags::SESSION_FIRST_CHAIN,
+            tags::MAILBOX_SESSION,
+            tags::MAILBOX_PREKEY,
+            tags::MAILBOX_ANSWER,
         ];
         let set: std::collections::BTreeSet<_> = all.iter().collect();
         assert_eq!(set.len(), all.len());
