@@ -11,6 +11,9 @@ pub mod daemon;
 pub mod datadir;
 pub mod funds;
 pub mod identity;
+#[cfg(feature = "network")]
+pub mod network;
+pub mod record;
 pub mod store;
 pub mod watch;
 

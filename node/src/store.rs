@@ -38,14 +38,21 @@ pub const CF_ANCHORS: &str = "anchors";
 /// Column family of contacts: `identity id (32)` → [`ContactRecord`] (JSON).
 /// Their logs are in [`CF_KEL`] and their anchors in [`CF_ANCHORS`].
 pub const CF_CONTACTS: &str = "contacts";
+/// Column family of identity records this node holds for the network:
+/// `DHT key (32)` → [`crate::record::IdentityRecord`] bytes, each verified
+/// before it is stored.
+pub const CF_RECORDS: &str = "records";
+/// An identity record held for the network: `(DHT key, record bytes)`.
+pub type NetworkRecord = (Vec<u8>, Vec<u8>);
 /// Every column family, in creation order.
-pub const COLUMN_FAMILIES: [&str; 6] = [
+pub const COLUMN_FAMILIES: [&str; 7] = [
     CF_META,
     CF_KEL,
     CF_HEADERS,
     CF_FUNDS,
     CF_ANCHORS,
     CF_CONTACTS,
+    CF_RECORDS,
 ];
 
 /// What the node keeps about a contact besides its log and anchors.
@@ -631,6 +638,29 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Keeps an identity record for the network under its DHT key (synced:
+    /// it was accepted and announced as held).
+    pub fn put_network_record(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.db
+            .put_cf_opt(self.cf(CF_RECORDS), key, value, &synced())?;
+        Ok(())
+    }
+
+    /// Every identity record held for the network.
+    pub fn network_records(&self) -> Result<Vec<NetworkRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_RECORDS), IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
 fn decode_contact(v: &[u8]) -> Result<ContactRecord, StoreError> {
     serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(format!("contact record: {e}")))
 }
@@ -677,6 +707,26 @@ mod tests {
         assert_eq!(s.log(&a).unwrap().unwrap(), short);
         assert_eq!(s.log(&IdentityId([0; 32])).unwrap(), None);
         assert_eq!(s.schema_version().unwrap(), Some(SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn network_records_persist_and_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            assert!(s.network_records().unwrap().is_empty());
+            s.put_network_record(&[1; 32], b"old").unwrap();
+            s.put_network_record(&[2; 32], b"other").unwrap();
+            s.put_network_record(&[1; 32], b"new").unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            s.network_records().unwrap(),
+            vec![
+                (vec![1; 32], b"new".to_vec()),
+                (vec![2; 32], b"other".to_vec())
+            ]
+        );
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub mod tags {
     pub const NETWORK_KEY: &str = "cairn/network-key/ed25519/v1";
     /// Integrity checksum of a keystore file.
     pub const KEYSTORE_CHECKSUM: &str = "cairn/keystore/checksum/v1";
+    /// What the signature of an identity record commits to.
+    pub const RECORD: &str = "cairn/record/v1";
+    /// The DHT key an identity's record is published under.
+    pub const RECORD_KEY: &str = "cairn/record/dht-key/v1";
     /// Noise prologue of the sealed outer layer of a first message.
     pub const SESSION_SEAL: &str = "cairn/session/seal/v1";
     /// Noise prologue of the session handshake.
@@ -85,6 +89,8 @@ mod tests {
             tags::MESSAGING_KEY,
             tags::NETWORK_KEY,
             tags::KEYSTORE_CHECKSUM,
+            tags::RECORD,
+            tags::RECORD_KEY,
             tags::SESSION_SEAL,
             tags::SESSION_HANDSHAKE,
             tags::SESSION_ROOT,

@@ -278,6 +278,16 @@ impl Drop for DerivedKey {
     }
 }
 
+/// Checks a BIP340 signature over a 32-byte digest.
+pub fn verify_digest(
+    key: &XOnlyPublicKey,
+    digest: &[u8; 32],
+    signature: &bitcoin::secp256k1::schnorr::Signature,
+) -> bool {
+    let msg = bitcoin::secp256k1::Message::from_digest(*digest);
+    secp().verify_schnorr(signature, &msg, key).is_ok()
+}
+
 /// A BIP340 signing key, wiped when dropped.
 pub struct SigningKey(Keypair);
 
@@ -304,6 +314,13 @@ impl SigningKey {
     /// The x-only public key.
     pub fn public(&self) -> XOnlyPublicKey {
         self.0.x_only_public_key().0
+    }
+
+    /// A BIP340 signature over a 32-byte digest (made with a tagged hash,
+    /// so that it cannot be taken for a signature of anything else).
+    pub fn sign_digest(&self, digest: &[u8; 32]) -> bitcoin::secp256k1::schnorr::Signature {
+        let msg = bitcoin::secp256k1::Message::from_digest(*digest);
+        secp().sign_schnorr_no_aux_rand(&msg, &self.0)
     }
 
     /// The secret bytes (for the keystore).

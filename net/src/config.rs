@@ -1,0 +1,88 @@
+//! Network settings and their bounds. Every default is documented in
+//! `docs/network.md`.
+
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+
+/// Bounds on everything a peer can make this node hold or do.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Established connections, all peers.
+    pub max_connections: u32,
+    /// Established connections to one peer.
+    pub max_connections_per_peer: u32,
+    /// Connections being set up, each direction.
+    pub max_pending: u32,
+    /// Yamux streams per connection.
+    pub max_streams: usize,
+    /// The largest record, request or response, bytes.
+    pub max_record: usize,
+    /// The largest gossip message, bytes.
+    pub max_gossip: usize,
+    /// Records this node stores for the DHT.
+    pub max_records: usize,
+    /// Record requests one peer may make per minute (served ones).
+    pub requests_per_minute: u32,
+    /// Peers tracked for request rates.
+    pub max_tracked_peers: usize,
+    /// Commands waiting for the network task.
+    pub command_queue: usize,
+    /// Events waiting for the node.
+    pub event_queue: usize,
+    /// Concurrent request-response streams.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 256,
+            max_connections_per_peer: 2,
+            max_pending: 64,
+            max_streams: 64,
+            max_record: 60 * 1024,
+            max_gossip: 8 * 1024,
+            max_records: 16_384,
+            requests_per_minute: 120,
+            max_tracked_peers: 4_096,
+            command_queue: 64,
+            event_queue: 256,
+            max_concurrent_requests: 64,
+        }
+    }
+}
+
+/// How the network runs.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to start from: addresses ending in `/p2p/PEER_ID`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// A full node serves the DHT (Kademlia server mode) and stores records
+    /// for others; a light node only asks.
+    pub full: bool,
+    /// How long an idle connection stays open.
+    pub idle_timeout: Duration,
+    /// How long a DHT query or a request may take.
+    pub query_timeout: Duration,
+    /// How long a stored record is kept without being republished.
+    pub record_ttl: Duration,
+    /// Bounds.
+    pub limits: Limits,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            listen: vec!["/ip4/0.0.0.0/tcp/4419".parse().expect("valid address")],
+            bootstrap: Vec::new(),
+            full: true,
+            idle_timeout: Duration::from_secs(120),
+            query_timeout: Duration::from_secs(30),
+            record_ttl: Duration::from_secs(36 * 60 * 60),
+            limits: Limits::default(),
+        }
+    }
+}

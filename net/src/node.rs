@@ -1,0 +1,888 @@
+//! The network task: one loop owns the swarm and everything it holds; the
+//! node reaches it through [`Network`].
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::gossipsub::{
+    self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, PeerScoreParams,
+    PeerScoreThresholds, TopicScoreParams, ValidationMode,
+};
+use libp2p::identity::Keypair;
+use libp2p::kad::store::{MemoryStore, MemoryStoreConfig, RecordStore};
+use libp2p::kad::{
+    self, GetClosestPeersOk, GetRecordOk, InboundRequest, Mode, QueryId, QueryResult, Quorum,
+    Record, RecordKey, StoreInserts,
+};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    connection_limits, identify, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
+    SwarmBuilder,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::codec::RecordCodec;
+use crate::config::NetConfig;
+use crate::{NetError, Persist, Policy, KAD_PROTOCOL, RECORD_PROTOCOL, ROTATION_TOPIC};
+
+/// Invalid records or requests a peer may send before it is disconnected
+/// and refused for [`BAN_TIME`].
+const MAX_STRIKES: u32 = 3;
+/// How long a peer that misbehaved is refused.
+const BAN_TIME: Duration = Duration::from_secs(600);
+/// Most peers banned at once (the oldest ban is lifted first).
+const MAX_BANNED: usize = 1024;
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: kad::Behaviour<MemoryStore>,
+    gossip: gossipsub::Behaviour,
+    records: request_response::Behaviour<RecordCodec>,
+}
+
+/// What the network tells the node.
+#[derive(Debug, Clone)]
+pub enum NetEvent {
+    /// A rotation announcement, accepted by the policy.
+    Announcement {
+        /// Its bytes.
+        data: Vec<u8>,
+        /// The peer it came from.
+        from: PeerId,
+    },
+    /// A record from a peer was accepted and stored.
+    RecordStored {
+        /// Its DHT key.
+        key: Vec<u8>,
+    },
+}
+
+/// The network as it is now.
+#[derive(Debug, Clone)]
+pub struct NetStatus {
+    /// This node's peer id.
+    pub peer_id: PeerId,
+    /// Where it listens.
+    pub listen: Vec<Multiaddr>,
+    /// Peers connected.
+    pub peers: usize,
+    /// Peers in the DHT routing table.
+    pub routing_table: usize,
+    /// Records stored for the DHT.
+    pub records: usize,
+    /// Full node (DHT server) or light.
+    pub full: bool,
+    /// Events dropped because the node did not take them in time.
+    pub events_dropped: u64,
+    /// Announcements refused by the policy (not forwarded).
+    pub announcements_refused: u64,
+}
+
+enum Command {
+    Publish {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    Fetch {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, NetError>>,
+    },
+    FetchFrom {
+        peer: PeerId,
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, NetError>>,
+    },
+    Reach {
+        peer: PeerId,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    Announce {
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    Status {
+        reply: oneshot::Sender<NetStatus>,
+    },
+    GossipScore {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<f64>>,
+    },
+    Stop,
+}
+
+/// The handle to a running network.
+pub struct Network {
+    commands: mpsc::Sender<Command>,
+    peer_id: PeerId,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Network {
+    /// Starts the network with peer key `key` (the node's network key,
+    /// never the identity key): listens, dials the bootstrap peers, loads
+    /// the records kept by `persist`. Must be called within a tokio
+    /// runtime.
+    pub async fn start(
+        key: Keypair,
+        config: NetConfig,
+        policy: Arc<dyn Policy>,
+        persist: Option<Arc<dyn Persist>>,
+    ) -> Result<(Network, mpsc::Receiver<NetEvent>), NetError> {
+        let peer_id = key.public().to_peer_id();
+        let kept = match &persist {
+            Some(p) => {
+                let p = p.clone();
+                tokio::task::spawn_blocking(move || p.load())
+                    .await
+                    .map_err(|e| NetError::Start(e.to_string()))?
+                    .map_err(NetError::Start)?
+            }
+            None => Vec::new(),
+        };
+        let mut swarm = build_swarm(key, &config)?;
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Start(format!("cannot listen on {addr}: {e}")))?;
+        }
+        let mut loaded = 0;
+        for (k, v) in kept {
+            if policy.check_record(&k, &v).is_ok() {
+                let mut record = Record::new(RecordKey::new(&k), v);
+                record.expires = Some(Instant::now() + config.record_ttl);
+                if swarm.behaviour_mut().kad.store_mut().put(record).is_ok() {
+                    loaded += 1;
+                }
+            }
+        }
+        if loaded > 0 {
+            info!(records = loaded, "records loaded from the store");
+        }
+        for addr in &config.bootstrap {
+            match peer_of(addr) {
+                Some(peer) => {
+                    swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    if let Err(e) = swarm.dial(addr.clone()) {
+                        warn!(%addr, "cannot dial bootstrap peer: {e}");
+                    }
+                }
+                None => warn!(%addr, "bootstrap address without /p2p/PEER_ID ignored"),
+            }
+        }
+        let (commands, command_rx) = mpsc::channel(config.limits.command_queue);
+        let (events, event_rx) = mpsc::channel(config.limits.event_queue);
+        let topic = IdentTopic::new(ROTATION_TOPIC);
+        swarm
+            .behaviour_mut()
+            .gossip
+            .subscribe(&topic)
+            .map_err(|e| NetError::Start(format!("cannot subscribe: {e}")))?;
+        let state = State {
+            swarm,
+            config,
+            policy,
+            persist,
+            events,
+            events_dropped: 0,
+            announcements_refused: 0,
+            topic,
+            gets: HashMap::new(),
+            puts: HashMap::new(),
+            closest: HashMap::new(),
+            reaching: HashMap::new(),
+            requests: HashMap::new(),
+            rates: HashMap::new(),
+            strikes: HashMap::new(),
+            banned: VecDeque::new(),
+            bootstrapped: false,
+        };
+        let task = tokio::spawn(state.run(command_rx));
+        Ok((
+            Network {
+                commands,
+                peer_id,
+                task,
+            },
+            event_rx,
+        ))
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NetError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.try_send(make(reply)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => NetError::Busy,
+            mpsc::error::TrySendError::Closed(_) => NetError::Stopped,
+        })?;
+        answer.await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Stores a record here (after the policy accepts it) and publishes it
+    /// to the DHT peers closest to its key.
+    pub async fn publish(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), NetError> {
+        self.ask(|reply| Command::Publish { key, value, reply })
+            .await?
+    }
+
+    /// Finds the freshest valid record under `key` in the DHT.
+    pub async fn fetch(&self, key: Vec<u8>) -> Result<Vec<u8>, NetError> {
+        self.ask(|reply| Command::Fetch { key, reply }).await?
+    }
+
+    /// Asks `peer` directly (request-response) for its record under `key`.
+    pub async fn fetch_from(&self, peer: PeerId, key: Vec<u8>) -> Result<Vec<u8>, NetError> {
+        self.ask(|reply| Command::FetchFrom { peer, key, reply })
+            .await?
+    }
+
+    /// Finds `peer` through the DHT and connects to it.
+    pub async fn reach(&self, peer: PeerId) -> Result<(), NetError> {
+        self.ask(|reply| Command::Reach { peer, reply }).await?
+    }
+
+    /// Announces a rotation on gossipsub.
+    pub async fn announce(&self, data: Vec<u8>) -> Result<(), NetError> {
+        self.ask(|reply| Command::Announce { data, reply }).await?
+    }
+
+    /// The network's status.
+    pub async fn status(&self) -> Result<NetStatus, NetError> {
+        self.ask(|reply| Command::Status { reply }).await
+    }
+
+    /// Gossipsub's score of `peer`, if it is known.
+    pub async fn gossip_score(&self, peer: PeerId) -> Result<Option<f64>, NetError> {
+        self.ask(|reply| Command::GossipScore { peer, reply }).await
+    }
+
+    /// Stops the network and waits for its task to end.
+    pub async fn stop(self) {
+        let _ = self.commands.send(Command::Stop).await;
+        let _ = self.task.await;
+    }
+}
+
+/// The peer id at the end of an address, if any.
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}
+
+fn build_swarm(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
+    let limits = &config.limits;
+    let mut yamux_config = yamux::Config::default();
+    yamux_config.set_max_num_streams(limits.max_streams);
+    let full = config.full;
+    let swarm = SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            move || yamux_config.clone(),
+        )
+        .map_err(|e| NetError::Start(e.to_string()))?
+        .with_behaviour(|key| behaviour(key, config, full))
+        .map_err(|e| NetError::Start(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+        .build();
+    Ok(swarm)
+}
+
+fn behaviour(
+    key: &Keypair,
+    config: &NetConfig,
+    full: bool,
+) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let limits = &config.limits;
+    let peer_id = key.public().to_peer_id();
+    let connection_limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(limits.max_connections))
+        .with_max_established_per_peer(Some(limits.max_connections_per_peer))
+        .with_max_pending_incoming(Some(limits.max_pending))
+        .with_max_pending_outgoing(Some(limits.max_pending));
+
+    let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+    kad_config
+        .set_query_timeout(config.query_timeout)
+        .set_record_ttl(Some(config.record_ttl))
+        .set_record_filtering(StoreInserts::FilterBoth)
+        .set_max_packet_size(limits.max_record + 4 * 1024)
+        .set_periodic_bootstrap_interval(Some(Duration::from_secs(300)));
+    let store = MemoryStore::with_config(
+        peer_id,
+        MemoryStoreConfig {
+            max_records: limits.max_records,
+            max_value_bytes: limits.max_record,
+            max_providers_per_key: 0,
+            max_provided_keys: 0,
+        },
+    );
+    let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+    // rust-libp2p stays a DHT client until it has a confirmed external
+    // address; a full node serves the DHT from the start.
+    kad.set_mode(Some(if full { Mode::Server } else { Mode::Client }));
+
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(limits.max_gossip)
+        .message_id_fn(|m: &gossipsub::Message| MessageId::from(Sha256::digest(&m.data).to_vec()))
+        .build()?;
+    let mut gossip =
+        gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)?;
+    let topic = IdentTopic::new(ROTATION_TOPIC);
+    // Rotations are rare: the topic is quiet, so delivery-rate penalties
+    // (P3, P3b) are off; time in the mesh and first deliveries add a little
+    // (at most 36 + 10); one invalid message costs 100, so a peer that sends
+    // a forgery drops below zero at once, and the penalty halves about
+    // every 12 minutes (decay per 1 s interval).
+    let mut params = PeerScoreParams::default();
+    params.topics.insert(
+        topic.hash(),
+        TopicScoreParams {
+            topic_weight: 1.0,
+            time_in_mesh_weight: 0.01,
+            time_in_mesh_quantum: Duration::from_secs(1),
+            time_in_mesh_cap: 3600.0,
+            first_message_deliveries_weight: 1.0,
+            first_message_deliveries_decay: 0.99,
+            first_message_deliveries_cap: 10.0,
+            mesh_message_deliveries_weight: 0.0,
+            mesh_failure_penalty_weight: 0.0,
+            invalid_message_deliveries_weight: -100.0,
+            invalid_message_deliveries_decay: 0.999,
+            ..TopicScoreParams::default()
+        },
+    );
+    // Loopback peers are this machine's own: not a Sybil cluster.
+    params.ip_colocation_factor_whitelist = HashSet::from([
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ]);
+    gossip.with_peer_score(params, PeerScoreThresholds::default())?;
+
+    let records = request_response::Behaviour::with_codec(
+        RecordCodec {
+            max_record: limits.max_record,
+        },
+        [(StreamProtocol::new(RECORD_PROTOCOL), ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(config.query_timeout)
+            .with_max_concurrent_streams(limits.max_concurrent_requests),
+    );
+    Ok(Behaviour {
+        limits: connection_limits::Behaviour::new(connection_limits),
+        identify: identify::Behaviour::new(identify::Config::new(
+            "/cairn/1.0.0".into(),
+            key.public(),
+        )),
+        ping: ping::Behaviour::default(),
+        kad,
+        gossip,
+        records,
+    })
+}
+
+/// Who waits for a record.
+type RecordReply = oneshot::Sender<Result<Vec<u8>, NetError>>;
+
+/// A DHT lookup in progress: the best valid record so far.
+struct Get {
+    key: Vec<u8>,
+    best: Option<Vec<u8>>,
+    reply: RecordReply,
+}
+
+/// A request's token bucket.
+struct Rate {
+    tokens: f64,
+    at: Instant,
+}
+
+struct State {
+    swarm: Swarm<Behaviour>,
+    config: NetConfig,
+    policy: Arc<dyn Policy>,
+    persist: Option<Arc<dyn Persist>>,
+    events: mpsc::Sender<NetEvent>,
+    events_dropped: u64,
+    announcements_refused: u64,
+    topic: IdentTopic,
+    gets: HashMap<QueryId, Get>,
+    puts: HashMap<QueryId, oneshot::Sender<Result<(), NetError>>>,
+    closest: HashMap<QueryId, PeerId>,
+    reaching: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NetError>>>>,
+    /// Direct record requests in flight: the key asked for, and who waits.
+    requests: HashMap<OutboundRequestId, (Vec<u8>, RecordReply)>,
+    rates: HashMap<PeerId, Rate>,
+    strikes: HashMap<PeerId, u32>,
+    banned: VecDeque<(PeerId, Instant)>,
+    bootstrapped: bool,
+}
+
+impl State {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    None | Some(Command::Stop) => break,
+                    Some(c) => self.command(c),
+                },
+                event = self.swarm.select_next_some() => self.event(event),
+            }
+        }
+        debug!("network stopped");
+    }
+
+    fn emit(&mut self, event: NetEvent) {
+        if self.events.try_send(event).is_err() {
+            self.events_dropped += 1;
+        }
+    }
+
+    /// Stores `value` under `key` if the policy accepts it and it is not
+    /// older than what is there; persists it. Returns whether it was new.
+    fn store(&mut self, key: &[u8], value: Vec<u8>) -> Result<bool, String> {
+        self.policy.check_record(key, &value)?;
+        let rkey = RecordKey::new(&key);
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        if let Some(old) = store.get(&rkey) {
+            if old.value == value || !self.policy.replaces(&value, &old.value) {
+                return Ok(false);
+            }
+        }
+        let mut record = Record::new(rkey, value.clone());
+        record.expires = Some(Instant::now() + self.config.record_ttl);
+        store
+            .put(record)
+            .map_err(|e| format!("cannot store: {e:?}"))?;
+        if let Some(p) = self.persist.clone() {
+            let key = key.to_vec();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = p.save(&key, &value) {
+                    warn!("cannot keep a record: {e}");
+                }
+            });
+        }
+        Ok(true)
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Publish { key, value, reply } => {
+                if let Err(e) = self.store(&key, value.clone()) {
+                    let _ = reply.send(Err(NetError::Invalid(e)));
+                    return;
+                }
+                let record = Record::new(RecordKey::new(&key), value);
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .put_record(record, Quorum::One)
+                {
+                    Ok(q) => {
+                        self.puts.insert(q, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Failed(format!("{e:?}"))));
+                    }
+                }
+            }
+            Command::Fetch { key, reply } => {
+                let q = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_record(RecordKey::new(&key));
+                self.gets.insert(
+                    q,
+                    Get {
+                        key,
+                        best: None,
+                        reply,
+                    },
+                );
+            }
+            Command::FetchFrom { peer, key, reply } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .records
+                    .send_request(&peer, key.clone());
+                self.requests.insert(id, (key, reply));
+            }
+            Command::Reach { peer, reply } => {
+                if self.swarm.is_connected(&peer) {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                let waiting = self.reaching.entry(peer).or_default();
+                waiting.push(reply);
+                if waiting.len() == 1 {
+                    let q = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+                    self.closest.insert(q, peer);
+                }
+            }
+            Command::Announce { data, reply } => {
+                let topic = self.topic.clone();
+                let r = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossip
+                    .publish(topic, data)
+                    .map(|_| ())
+                    .map_err(|e| NetError::Failed(format!("cannot announce: {e}")));
+                let _ = reply.send(r);
+            }
+            Command::Status { reply } => {
+                let behaviour = self.swarm.behaviour_mut();
+                let routing_table = behaviour.kad.kbuckets().map(|b| b.num_entries()).sum();
+                let records = behaviour.kad.store_mut().records().count();
+                let _ = reply.send(NetStatus {
+                    peer_id: *self.swarm.local_peer_id(),
+                    listen: self.swarm.listeners().cloned().collect(),
+                    peers: self.swarm.connected_peers().count(),
+                    routing_table,
+                    records,
+                    full: self.config.full,
+                    events_dropped: self.events_dropped,
+                    announcements_refused: self.announcements_refused,
+                });
+            }
+            Command::GossipScore { peer, reply } => {
+                let _ = reply.send(self.swarm.behaviour().gossip.peer_score(&peer));
+            }
+            Command::Stop => {}
+        }
+    }
+
+    /// A peer sent something invalid: after [`MAX_STRIKES`] it is
+    /// disconnected and refused for a while.
+    fn strike(&mut self, peer: PeerId, why: &str) {
+        let n = self.strikes.entry(peer).or_insert(0);
+        *n += 1;
+        warn!(%peer, strikes = *n, "invalid data from a peer: {why}");
+        if *n >= MAX_STRIKES {
+            self.strikes.remove(&peer);
+            if self.banned.len() >= MAX_BANNED {
+                self.banned.pop_front();
+            }
+            self.banned.push_back((peer, Instant::now()));
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        if self.strikes.len() > self.config.limits.max_tracked_peers {
+            self.strikes.clear();
+        }
+    }
+
+    fn is_banned(&mut self, peer: &PeerId) -> bool {
+        let now = Instant::now();
+        while self
+            .banned
+            .front()
+            .is_some_and(|(_, at)| now.duration_since(*at) > BAN_TIME)
+        {
+            self.banned.pop_front();
+        }
+        self.banned.iter().any(|(p, _)| p == peer)
+    }
+
+    /// Whether `peer` may make one more expensive request now.
+    fn allow(&mut self, peer: PeerId) -> bool {
+        let per_minute = f64::from(self.config.limits.requests_per_minute);
+        let now = Instant::now();
+        if self.rates.len() >= self.config.limits.max_tracked_peers
+            && !self.rates.contains_key(&peer)
+        {
+            self.rates
+                .retain(|_, r| now.duration_since(r.at) < Duration::from_secs(60));
+            if self.rates.len() >= self.config.limits.max_tracked_peers {
+                return false;
+            }
+        }
+        let rate = self.rates.entry(peer).or_insert(Rate {
+            tokens: per_minute,
+            at: now,
+        });
+        let refill = now.duration_since(rate.at).as_secs_f64() * per_minute / 60.0;
+        rate.tokens = (rate.tokens + refill).min(per_minute);
+        rate.at = now;
+        if rate.tokens >= 1.0 {
+            rate.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening"),
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                if self.is_banned(&peer_id) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                for reply in self.reaching.remove(&peer_id).unwrap_or_default() {
+                    let _ = reply.send(Ok(()));
+                }
+                if !self.bootstrapped {
+                    self.bootstrapped = self.swarm.behaviour_mut().kad.bootstrap().is_ok();
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } if !self.swarm.is_connected(&peer) => {
+                for reply in self.reaching.remove(&peer).unwrap_or_default() {
+                    let _ = reply.send(Err(NetError::Failed(format!(
+                        "cannot connect to {peer}: {error}"
+                    ))));
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.kad_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                let verdict = self.policy.check_announcement(&message.data);
+                let acceptance = match &verdict {
+                    Ok(()) => MessageAcceptance::Accept,
+                    Err(_) => MessageAcceptance::Reject,
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossip
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                match verdict {
+                    Ok(()) => self.emit(NetEvent::Announcement {
+                        data: message.data,
+                        from: propagation_source,
+                    }),
+                    Err(why) => {
+                        self.announcements_refused += 1;
+                        warn!(peer = %propagation_source, "announcement refused: {why}");
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Records(e)) => self.request_event(e),
+            _ => {}
+        }
+    }
+
+    fn kad_event(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::InboundRequest {
+                request:
+                    InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
+            } => {
+                if !self.allow(source) {
+                    return;
+                }
+                let key = record.key.to_vec();
+                match self.store(&key, record.value) {
+                    Ok(true) => self.emit(NetEvent::RecordStored { key }),
+                    Ok(false) => {}
+                    Err(why) => self.strike(source, &why),
+                }
+            }
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => match result {
+                QueryResult::GetRecord(Ok(GetRecordOk::FoundRecord(found))) => {
+                    let Some(get) = self.gets.get_mut(&id) else {
+                        return;
+                    };
+                    let value = found.record.value;
+                    match self.policy.check_record(&get.key, &value) {
+                        Ok(()) => {
+                            let better = match &get.best {
+                                None => true,
+                                Some(b) => self.policy.replaces(&value, b),
+                            };
+                            if better {
+                                get.best = Some(value);
+                            }
+                        }
+                        Err(why) => {
+                            if let Some(peer) = found.peer {
+                                self.strike(peer, &why);
+                            }
+                        }
+                    }
+                    if step.last {
+                        self.finish_get(id);
+                    }
+                }
+                QueryResult::GetRecord(_) => self.finish_get(id),
+                QueryResult::PutRecord(r) => {
+                    if let Some(reply) = self.puts.remove(&id) {
+                        let _ = reply.send(r.map(|_| ()).map_err(|e| {
+                            NetError::Failed(format!(
+                                "stored here, but no DHT peer took it yet: {e:?}"
+                            ))
+                        }));
+                    }
+                }
+                QueryResult::GetClosestPeers(r) => {
+                    let Some(peer) = self.closest.remove(&id) else {
+                        return;
+                    };
+                    let addrs: Vec<Multiaddr> = match r {
+                        Ok(GetClosestPeersOk { peers, .. }) => peers
+                            .into_iter()
+                            .filter(|p| p.peer_id == peer)
+                            .flat_map(|p| p.addrs)
+                            .collect(),
+                        Err(_) => Vec::new(),
+                    };
+                    if self.swarm.is_connected(&peer) {
+                        for reply in self.reaching.remove(&peer).unwrap_or_default() {
+                            let _ = reply.send(Ok(()));
+                        }
+                        return;
+                    }
+                    let dialed = !addrs.is_empty()
+                        && self
+                            .swarm
+                            .dial(DialOpts::peer_id(peer).addresses(addrs).build())
+                            .is_ok();
+                    if !dialed {
+                        for reply in self.reaching.remove(&peer).unwrap_or_default() {
+                            let _ = reply.send(Err(NetError::Failed(format!(
+                                "{peer} was not found in the DHT"
+                            ))));
+                        }
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    fn finish_get(&mut self, id: QueryId) {
+        let Some(get) = self.gets.remove(&id) else {
+            return;
+        };
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .query_mut(&id)
+            .map(|mut q| q.finish());
+        match get.best {
+            Some(value) => {
+                // Keep what was found, so this node serves it too.
+                if let Ok(true) = self.store(&get.key, value.clone()) {
+                    debug!("fetched record cached");
+                }
+                let _ = get.reply.send(Ok(value));
+            }
+            None => {
+                let _ = get.reply.send(Err(NetError::NotFound));
+            }
+        }
+    }
+
+    fn request_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let answer = if self.allow(peer) {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .store_mut()
+                        .get(&RecordKey::new(&request))
+                        .map(|r| r.value.clone())
+                        .unwrap_or_default()
+                } else {
+                    debug!(%peer, "record request over the rate limit");
+                    Vec::new()
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .records
+                    .send_response(channel, answer);
+            }
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                let Some((key, reply)) = self.requests.remove(&request_id) else {
+                    return;
+                };
+                if response.is_empty() {
+                    let _ = reply.send(Err(NetError::NotFound));
+                    return;
+                }
+                match self.policy.check_record(&key, &response) {
+                    Ok(()) => {
+                        let _ = reply.send(Ok(response));
+                    }
+                    Err(why) => {
+                        self.strike(peer, &why);
+                        let _ = reply.send(Err(NetError::Invalid(why)));
+                    }
+                }
+            }
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some((_, reply)) = self.requests.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Failed(error.to_string())));
+                }
+            }
+            _ => {}
+        }
+    }
+}
