@@ -13,7 +13,9 @@ pub mod funds;
 pub mod identity;
 #[cfg(feature = "network")]
 pub mod network;
+pub mod prekeys;
 pub mod record;
+pub mod secrets;
 pub mod store;
 pub mod watch;
 

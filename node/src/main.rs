@@ -110,6 +110,12 @@ enum Command {
     /// Check the keystore.
     #[command(subcommand)]
     Keystore(KeystoreCommand),
+    /// The prekeys contacts use to write to you while you are offline:
+    /// list them, or publish a new one in your log (asks the passphrase).
+    Prekeys {
+        #[command(subcommand)]
+        command: Option<PrekeysCommand>,
+    },
     /// The Bitcoin header chain: status and sync from Bitcoin Core.
     Chain {
         #[command(flatten)]
@@ -229,6 +235,13 @@ enum LogCommand {
 }
 
 #[derive(Subcommand)]
+enum PrekeysCommand {
+    /// Publish a new prekey if the newest expires within 7 days, and erase
+    /// the secrets of prekeys expired for more than 7 days.
+    Refresh,
+}
+
+#[derive(Subcommand)]
 enum KeystoreCommand {
     /// Unlock the keystore and check that its keys are this identity's.
     Check,
@@ -324,6 +337,10 @@ fn run(args: Cli, out: &cli::Output) -> anyhow::Result<()> {
         Command::Log(LogCommand::Export { file }) => cli::log_export(&ctx, out, &file),
         Command::Log(LogCommand::Verify { file }) => cli::log_verify(out, &file),
         Command::Keystore(KeystoreCommand::Check) => cli::keystore_check(&ctx, out),
+        Command::Prekeys { command: None } => cli::prekeys_list(&ctx, out),
+        Command::Prekeys {
+            command: Some(PrekeysCommand::Refresh),
+        } => cli::prekeys_refresh(&ctx, out),
         Command::Chain { bitcoin, command } => match command {
             ChainCommand::Status => cli::chain::status(&ctx, out, &bitcoin),
             ChainCommand::Sync => cli::chain::sync(&ctx, out, &bitcoin),

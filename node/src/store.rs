@@ -42,10 +42,16 @@ pub const CF_CONTACTS: &str = "contacts";
 /// `DHT key (32)` → [`crate::record::IdentityRecord`] bytes, each verified
 /// before it is stored.
 pub const CF_RECORDS: &str = "records";
+/// Column family of the node's own secrets, each sealed under the store key
+/// ([`crate::secrets`]): `"prekey" ‖ 0x00 ‖ id (u32 BE)` → a prekey's
+/// secret and expiry.
+pub const CF_SECRETS: &str = "secrets";
+/// A sealed secret as stored: `(store key, sealed value)`.
+pub type SealedEntry = (Vec<u8>, Vec<u8>);
 /// An identity record held for the network: `(DHT key, record bytes)`.
 pub type NetworkRecord = (Vec<u8>, Vec<u8>);
 /// Every column family, in creation order.
-pub const COLUMN_FAMILIES: [&str; 7] = [
+pub const COLUMN_FAMILIES: [&str; 8] = [
     CF_META,
     CF_KEL,
     CF_HEADERS,
@@ -53,6 +59,7 @@ pub const COLUMN_FAMILIES: [&str; 7] = [
     CF_ANCHORS,
     CF_CONTACTS,
     CF_RECORDS,
+    CF_SECRETS,
 ];
 
 /// What the node keeps about a contact besides its log and anchors.
@@ -639,6 +646,49 @@ impl Store {
 }
 
 impl Store {
+    /// Replaces the own log with `log` and stores the sealed secrets `put`
+    /// and erases those in `erase`, in one synced batch: a prekey is
+    /// published in the log exactly when its secret is kept.
+    pub fn put_own_log_and_secrets(
+        &self,
+        id: &IdentityId,
+        log: &KeyEventLog,
+        put: &[SealedEntry],
+        erase: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        self.log_into_batch(&mut batch, id, log)?;
+        for (k, v) in put {
+            batch.put_cf(self.cf(CF_SECRETS), k, v);
+        }
+        for k in erase {
+            batch.delete_cf(self.cf(CF_SECRETS), k);
+        }
+        self.db.write_opt(batch, &synced())?;
+        Ok(())
+    }
+
+    /// The sealed secrets whose store keys start with `prefix`.
+    pub fn secrets(&self, prefix: &[u8]) -> Result<Vec<SealedEntry>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(CF_SECRETS),
+            IteratorMode::From(prefix, Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The sealed secret stored under `key`.
+    pub fn secret(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_SECRETS), key)?)
+    }
+
     /// Keeps an identity record for the network under its DHT key (synced:
     /// it was accepted and announced as held).
     pub fn put_network_record(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {

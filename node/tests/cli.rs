@@ -334,3 +334,69 @@ fn id_without_identity_says_what_to_do() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["error"].as_str().unwrap().contains("no identity"));
 }
+
+#[test]
+fn prekeys_are_published_in_the_log_and_reach_a_contact_through_the_bundle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bob, alice) = (tmp.path().join("bob"), tmp.path().join("alice"));
+    ok_json(&cairn(&bob, &["--json", "init", "--yes"], None, Some(PASS)));
+    let none = ok_json(&cairn(&bob, &["--json", "prekeys"], None, None));
+    assert_eq!(none, serde_json::json!([]));
+    // Publishing needs the passphrase.
+    let err = stderr(&cairn(&bob, &["prekeys", "refresh"], None, Some("wrong")));
+    assert!(err.contains("passphrase"), "{err}");
+    let r = ok_json(&cairn(
+        &bob,
+        &["--json", "prekeys", "refresh"],
+        None,
+        Some(PASS),
+    ));
+    assert_eq!(r["made"], 1);
+    assert_eq!(r["prekeys"][0]["secret_held"], true);
+    // A second refresh has nothing to do.
+    let again = ok_json(&cairn(
+        &bob,
+        &["--json", "prekeys", "refresh"],
+        None,
+        Some(PASS),
+    ));
+    assert!(again["made"].is_null());
+    let listed = ok_json(&cairn(&bob, &["--json", "prekeys"], None, None));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    // The log still verifies, with its interaction event; the identity is
+    // unchanged.
+    let id = ok_json(&cairn(&bob, &["--json", "id"], None, None));
+    assert_eq!(id["rotation_index"], 0);
+    let log = tmp.path().join("bob.kel");
+    cairn(&bob, &["log", "export", log.to_str().unwrap()], None, None);
+    let v = ok_json(&cairn(
+        &bob,
+        &["--json", "log", "verify", log.to_str().unwrap()],
+        None,
+        None,
+    ));
+    assert_eq!(v["valid"], true);
+    // A contact gets the prekey with the bundle.
+    let bundle = ok_json(&cairn(&bob, &["--json", "id", "export"], None, None));
+    assert_eq!(bundle["events"], 2);
+    ok_json(&cairn(
+        &alice,
+        &["--json", "init", "--yes"],
+        None,
+        Some(PASS),
+    ));
+    let added = ok_json(&cairn(
+        &alice,
+        &[
+            "--json",
+            "contact",
+            "add",
+            bundle["bundle"].as_str().unwrap(),
+            "--name",
+            "bob",
+        ],
+        None,
+        None,
+    ));
+    assert_eq!(added["id"], id["id"]);
+}

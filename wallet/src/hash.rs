@@ -24,6 +24,8 @@ pub mod tags {
     pub const NETWORK_KEY: &str = "cairn/network-key/ed25519/v1";
     /// Integrity checksum of a keystore file.
     pub const KEYSTORE_CHECKSUM: &str = "cairn/keystore/checksum/v1";
+    /// The key that seals the node's secrets in its store, from the network secret.
+    pub const STORE_KEY: &str = "cairn/store-key/v1";
     /// What the signature of an identity record commits to.
     pub const RECORD: &str = "cairn/record/v1";
     /// The DHT key an identity's record is published under.
@@ -89,6 +91,7 @@ mod tests {
             tags::MESSAGING_KEY,
             tags::NETWORK_KEY,
             tags::KEYSTORE_CHECKSUM,
+            tags::STORE_KEY,
             tags::RECORD,
             tags::RECORD_KEY,
             tags::SESSION_SEAL,

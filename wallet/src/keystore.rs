@@ -337,6 +337,13 @@ impl HotKeys {
         })
     }
 
+    /// The key that seals this device's secrets in the node's store
+    /// (prekeys, sessions, messages): a tagged hash of the network secret,
+    /// so the same words give it back and it does not change with rotations.
+    pub fn store_key(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(tagged_hash(tags::STORE_KEY, &[&self.network[..]]))
+    }
+
     /// Plaintext encoding: `version:u8 index:u32 signing:32 messaging:32 network:32`.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
         let mut v = Zeroizing::new(Vec::with_capacity(101));

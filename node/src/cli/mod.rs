@@ -405,3 +405,61 @@ pub fn keystore_check(ctx: &Context, out: &Output) -> Result<()> {
     }
     Ok(())
 }
+
+fn print_prekeys(out: &Output, list: &[cairn_node::prekeys::PrekeyView]) {
+    if list.is_empty() {
+        out.line("No prekeys yet: contacts cannot write to you while you are offline. Publish one with `cairn prekeys refresh`.");
+    }
+    for p in list {
+        out.line(&format!(
+            "Prekey {:<4} {}  expires {}{}",
+            p.id,
+            p.key,
+            cairn_node::chain::utc_text(p.expires),
+            if p.secret_held {
+                ""
+            } else {
+                "  (secret erased)"
+            }
+        ));
+    }
+}
+
+/// `cairn prekeys`.
+pub fn prekeys_list(ctx: &Context, out: &Output) -> Result<()> {
+    let (store, own) = ctx.load()?;
+    let list = cairn_node::prekeys::list(&store, &own)?;
+    if out.json {
+        out.json(&json!(list));
+    } else {
+        print_prekeys(out, &list);
+    }
+    Ok(())
+}
+
+/// `cairn prekeys refresh`.
+pub fn prekeys_refresh(ctx: &Context, out: &Output) -> Result<()> {
+    let (store, own) = ctx.load()?;
+    let pass = ctx.passphrase(Purpose::Existing)?;
+    let hot = identity::unlock_hot(&ctx.dir, &own, &pass)?;
+    let r = cairn_node::prekeys::refresh(&store, &own, &hot, cairn_node::chain::unix_now())?;
+    let list = cairn_node::prekeys::list(&store, &r.own)?;
+    if out.json {
+        out.json(&json!({ "made": r.made, "erased": r.erased, "prekeys": list }));
+        return Ok(());
+    }
+    match r.made {
+        Some(id) => out.line(&format!(
+            "Published prekey {id} in your log; share it with `cairn id export` (the network will publish it for you)."
+        )),
+        None => out.line("Your newest prekey is good for more than 7 days: nothing to publish."),
+    }
+    if r.erased > 0 {
+        out.line(&format!(
+            "Erased the secrets of {} expired prekey(s).",
+            r.erased
+        ));
+    }
+    print_prekeys(out, &list);
+    Ok(())
+}
