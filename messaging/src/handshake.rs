@@ -19,6 +19,7 @@ use cairn_wallet::hash::{tagged_hash, tags};
 use cairn_wallet::IdentityId;
 use zeroize::Zeroizing;
 
+use crate::codec::Reader;
 use crate::kdf::hkdf2;
 use crate::pad::{pad, unpad};
 use crate::session::Session;
@@ -32,6 +33,7 @@ const SESSION_PATTERN: &str = "Noise_KK_25519_ChaChaPoly_BLAKE2s";
 const NOISE_MAX: usize = 65535;
 const KEY: usize = 32;
 const TAG: usize = 16;
+const PENDING_VERSION: u8 = 1;
 /// Framing around the padded content of an initial message.
 pub const INITIAL_OVERHEAD: usize = 1 + 4 + (KEY + TAG) + KEY + (KEY + TAG);
 /// Framing around the padded content of an answer.
@@ -125,6 +127,63 @@ impl std::fmt::Debug for Pending {
 }
 
 impl Pending {
+    /// The pending first message as bytes, for the node to keep (sealed) in
+    /// its store until the answer comes, across restarts. It holds secrets.
+    ///
+    /// `version 1 ‖ me ‖ my secret ‖ peer id ‖ peer messaging key ‖ prekey id
+    /// ‖ prekey ‖ ephemeral secret ‖ padded length (u32) ‖ padded content`
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(200 + self.padded.len()));
+        out.push(PENDING_VERSION);
+        out.extend_from_slice(&self.me.0);
+        out.extend_from_slice(&*self.my_secret);
+        out.extend_from_slice(&self.peer.id.0);
+        out.extend_from_slice(&self.peer.messaging_key);
+        out.extend_from_slice(&self.prekey.id.to_be_bytes());
+        out.extend_from_slice(&self.prekey.key);
+        out.extend_from_slice(&*self.ephemeral);
+        out.extend_from_slice(&(self.padded.len() as u32).to_be_bytes());
+        out.extend_from_slice(&self.padded);
+        out
+    }
+
+    /// A pending first message kept with [`Pending::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Pending, SessionError> {
+        let mut r = Reader::new(bytes);
+        if r.u8()? != PENDING_VERSION {
+            return Err(SessionError::Malformed("unknown pending state version"));
+        }
+        let me = IdentityId(r.array()?);
+        let my_secret = Zeroizing::new(r.array()?);
+        let peer = PeerIdentity {
+            id: IdentityId(r.array()?),
+            messaging_key: r.array()?,
+        };
+        let prekey = PeerPrekey {
+            id: r.u32()?,
+            key: r.array()?,
+        };
+        let ephemeral = Zeroizing::new(r.array()?);
+        let len = r.u32()? as usize;
+        if len > NOISE_MAX {
+            return Err(SessionError::Malformed("pending content length"));
+        }
+        let padded = Zeroizing::new(r.take(len)?.to_vec());
+        r.end()?;
+        let mut pending = Pending {
+            me,
+            my_secret,
+            peer,
+            prekey,
+            ephemeral,
+            padded,
+            answer_to: [0; 32],
+        };
+        let (_, kk1) = pending.replay()?;
+        pending.answer_to = answer_address(&kk1);
+        Ok(pending)
+    }
+
     /// The mailbox address the answer will be stored under.
     pub fn answer_address(&self) -> [u8; 32] {
         self.answer_to

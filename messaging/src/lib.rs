@@ -15,6 +15,7 @@
 //!
 //! The construction is specified in `docs/protocol.md` ("Sessions").
 
+mod codec;
 pub mod handshake;
 mod kdf;
 pub mod mailbox;

@@ -25,6 +25,7 @@ use chacha20poly1305::ChaCha20Poly1305;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
+use crate::codec::Reader;
 use crate::kdf::{chain_step, hkdf2};
 use crate::pad::{content, pad_into};
 use crate::{random_secret, Kind, SessionError};
@@ -38,6 +39,7 @@ pub const MAX_SKIPPED_KEYS: usize = 2000;
 pub const RATCHET_OVERHEAD: usize = 1 + HEADER + TAG;
 const HEADER: usize = 32 + 4 + 4;
 const TAG: usize = 16;
+const STATE_VERSION: u8 = 1;
 
 #[derive(Clone)]
 struct Skipped {
@@ -311,6 +313,109 @@ impl Session {
         self.chain_recv = Some(chain_recv);
         self.chain_send = Some(chain_send);
         Ok(())
+    }
+
+    /// The whole state as bytes, for the node to keep (sealed) in its store.
+    /// It holds secrets.
+    ///
+    /// `version 1 ‖ hash ‖ me ‖ peer ‖ root ‖ DH secret ‖ flags ‖ [DH remote]
+    /// ‖ [sending chain] ‖ [receiving chain] ‖ sent ‖ received ‖ previous ‖
+    /// mailbox keys (2 × 32) ‖ skipped count (u16) ‖ (DH ‖ n ‖ key)*`
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(300 + self.skipped.len() * 68));
+        out.push(STATE_VERSION);
+        out.extend_from_slice(&self.hash);
+        out.extend_from_slice(&self.me.0);
+        out.extend_from_slice(&self.peer.0);
+        out.extend_from_slice(&*self.root);
+        out.extend_from_slice(&*Zeroizing::new(self.dh_self.to_bytes()));
+        let flags = u8::from(self.dh_remote.is_some())
+            | u8::from(self.chain_send.is_some()) << 1
+            | u8::from(self.chain_recv.is_some()) << 2;
+        out.push(flags);
+        if let Some(d) = &self.dh_remote {
+            out.extend_from_slice(d);
+        }
+        for c in [&self.chain_send, &self.chain_recv].into_iter().flatten() {
+            out.extend_from_slice(&c[..]);
+        }
+        for n in [self.sent, self.received, self.previous] {
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+        out.extend_from_slice(&*self.mailbox_send);
+        out.extend_from_slice(&*self.mailbox_recv);
+        out.extend_from_slice(&(self.skipped.len() as u16).to_be_bytes());
+        for k in &self.skipped {
+            out.extend_from_slice(&k.dh);
+            out.extend_from_slice(&k.n.to_be_bytes());
+            out.extend_from_slice(&*k.key);
+        }
+        out
+    }
+
+    /// A session kept with [`Session::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Session, SessionError> {
+        let mut r = Reader::new(bytes);
+        if r.u8()? != STATE_VERSION {
+            return Err(SessionError::Malformed("unknown session state version"));
+        }
+        let hash = r.array()?;
+        let me = IdentityId(r.array()?);
+        let peer = IdentityId(r.array()?);
+        let root = Zeroizing::new(r.array()?);
+        let dh_self = StaticSecret::from(*Zeroizing::new(r.array::<32>()?));
+        let flags = r.u8()?;
+        if flags > 0b111 {
+            return Err(SessionError::Malformed("session state flags"));
+        }
+        let dh_remote = if flags & 1 != 0 {
+            Some(r.array()?)
+        } else {
+            None
+        };
+        let chain_send = if flags & 2 != 0 {
+            Some(Zeroizing::new(r.array()?))
+        } else {
+            None
+        };
+        let chain_recv = if flags & 4 != 0 {
+            Some(Zeroizing::new(r.array()?))
+        } else {
+            None
+        };
+        let (sent, received, previous) = (r.u32()?, r.u32()?, r.u32()?);
+        let mailbox_send = Zeroizing::new(r.array()?);
+        let mailbox_recv = Zeroizing::new(r.array()?);
+        let count = r.u16()? as usize;
+        if count > MAX_SKIPPED_KEYS {
+            return Err(SessionError::Malformed("too many skipped keys"));
+        }
+        let mut skipped = VecDeque::with_capacity(count);
+        for _ in 0..count {
+            skipped.push_back(Skipped {
+                dh: r.array()?,
+                n: r.u32()?,
+                key: Zeroizing::new(r.array()?),
+            });
+        }
+        r.end()?;
+        Ok(Session {
+            hash,
+            me,
+            peer,
+            root,
+            dh_self_public: PublicKey::from(&dh_self).to_bytes(),
+            dh_self,
+            dh_remote,
+            chain_send,
+            chain_recv,
+            sent,
+            received,
+            previous,
+            skipped,
+            mailbox_send,
+            mailbox_recv,
+        })
     }
 
     /// Keys of skipped messages held (for tests and status).

@@ -388,6 +388,42 @@ fn noise_limits_sizes_and_counter_exhaustion() {
 }
 
 #[test]
+fn kept_state_resumes_exactly_and_damaged_state_is_refused() {
+    let (alice, bob) = (Person::new(), Person::new());
+    let (pending, first) = alice.first_message(&bob, b"kept");
+    // The pending first message survives a restart.
+    let kept = Pending::from_bytes(&pending.to_bytes()).unwrap();
+    assert_eq!(kept.answer_address(), pending.answer_address());
+    let acc = bob.receive_first(&alice, &first, b"answer");
+    let (mut a, reply) = kept.finish(&acc.answer).unwrap();
+    assert_eq!(reply, b"answer");
+    let mut b = acc.session;
+    // Sessions too, with skipped keys, at every step.
+    let ms: Vec<Vec<u8>> = (0..4u8).map(|i| a.encrypt(&[i]).unwrap()).collect();
+    b.decrypt(&ms[3]).unwrap();
+    assert_eq!(b.skipped_keys(), 3);
+    let mut b = Session::from_bytes(&b.to_bytes()).unwrap();
+    assert_eq!(b.skipped_keys(), 3);
+    assert_eq!(b.decrypt(&ms[1]).unwrap(), [1]);
+    let mut a = Session::from_bytes(&a.to_bytes()).unwrap();
+    let m = b.encrypt(b"back").unwrap();
+    assert_eq!(a.decrypt(&m).unwrap(), b"back");
+    assert_eq!(
+        a.to_bytes()[..],
+        Session::from_bytes(&a.to_bytes()).unwrap().to_bytes()[..]
+    );
+    // Damage is an error.
+    let bytes = b.to_bytes();
+    assert!(Session::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+    assert!(Session::from_bytes(&[bytes.to_vec(), vec![0]].concat()).is_err());
+    let mut wrong = bytes.to_vec();
+    wrong[0] = 9;
+    assert!(Session::from_bytes(&wrong).is_err());
+    let p = pending.to_bytes();
+    assert!(Pending::from_bytes(&p[..p.len() - 1]).is_err());
+}
+
+#[test]
 fn mailbox_addresses_match_across_sides_rotate_and_do_not_link_contacts() {
     let (a, b) = pair();
     let (c, d) = pair();
