@@ -273,9 +273,14 @@ impl Network {
         self.ask(|reply| Command::GossipScore { peer, reply }).await
     }
 
+    /// Asks the network task to stop (its connections close as it ends).
+    pub async fn close(&self) {
+        let _ = self.commands.send(Command::Stop).await;
+    }
+
     /// Stops the network and waits for its task to end.
     pub async fn stop(self) {
-        let _ = self.commands.send(Command::Stop).await;
+        self.close().await;
         let _ = self.task.await;
     }
 }

@@ -103,6 +103,9 @@ pub struct ApiContext {
     pub stop: watch::Sender<bool>,
     /// Commands for the watcher, which owns the identities' state.
     pub commands: mpsc::Sender<Command>,
+    /// The network, when the node runs one.
+    #[cfg(feature = "network")]
+    pub net: Option<Arc<cairn_net::Network>>,
 }
 
 /// A failed request: a code from `docs/api.md` and a message.
@@ -278,6 +281,7 @@ async fn handle(ctx: &ApiContext, method: &str, params: Value) -> Result<Value, 
                 "last_check": view.last_check,
                 "watched": view.watched.len(),
                 "last_event": view.events.last().map(|e| e.seq).unwrap_or(0),
+                "network": network_status(ctx).await,
             }))
         }
         "identities" => {
@@ -350,6 +354,7 @@ async fn handle(ctx: &ApiContext, method: &str, params: Value) -> Result<Value, 
             .await?;
             Ok(json!(added))
         }
+        "contact_fetch" => contact_fetch(ctx, &params).await,
         "contact_verify" => {
             let who = string_param(&params, "who")?.map(str::to_string);
             let reports = command(ctx, |reply| Command::Verify { who, reply }).await?;
@@ -360,6 +365,62 @@ async fn handle(ctx: &ApiContext, method: &str, params: Value) -> Result<Value, 
             format!("unknown method {other:?}"),
         )),
     }
+}
+
+/// The network's part of `status` (null when the node runs none).
+async fn network_status(ctx: &ApiContext) -> Value {
+    #[cfg(feature = "network")]
+    if let Some(net) = &ctx.net {
+        return match net.status().await {
+            Ok(s) => json!({
+                "peer_id": s.peer_id.to_string(),
+                "listen": s.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "peers": s.peers,
+                "dht_routing_table": s.routing_table,
+                "records": s.records,
+                "mode": if s.full { "full" } else { "light" },
+                "nat": "not checked (AutoNAT is not in yet)",
+            }),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+    }
+    let _ = ctx;
+    Value::Null
+}
+
+/// `contact_fetch`: the contact's record found in the network, verified,
+/// then added as `contact_add` would.
+async fn contact_fetch(ctx: &ApiContext, params: &Value) -> Result<Value, Failure> {
+    let id: IdentityId = string_param(params, "id")?
+        .ok_or_else(|| Failure("bad_request", "\"id\" is required".into()))?
+        .parse()
+        .map_err(|e| Failure("bad_request", format!("\"id\" is not an identity id: {e}")))?;
+    let name = string_param(params, "name")?.map(str::to_string);
+    #[cfg(feature = "network")]
+    if let Some(net) = &ctx.net {
+        let key = crate::record::dht_key(&id).to_vec();
+        let bytes = net.fetch(key.clone()).await.map_err(|e| match e {
+            cairn_net::NetError::NotFound => Failure(
+                "not_found",
+                format!("no record of {id} was found in the network"),
+            ),
+            other => Failure("network", other.to_string()),
+        })?;
+        let record = crate::record::check_network_record(&key, &bytes, crate::chain::unix_now())
+            .map_err(|e| Failure("invalid", e.to_string()))?;
+        let added = command(ctx, |reply| Command::AddContact {
+            bundle: Box::new(record.bundle),
+            name,
+            reply,
+        })
+        .await?;
+        return Ok(json!(added));
+    }
+    let _ = (ctx, id, name);
+    Err(Failure(
+        "no_network",
+        "this node runs without the network (built without the `network` feature, or [network] enabled = false)".into(),
+    ))
 }
 
 /// The string parameter `name`, if present.

@@ -16,6 +16,12 @@
 //! api = "127.0.0.1:4418"               # the local API; loopback only
 //! poll_secs = 10                       # how often the chain source is asked for new blocks
 //! log_level = "info"
+//!
+//! [network]                            # the libp2p network (builds with the `network` feature)
+//! enabled = true
+//! listen = ["/ip4/0.0.0.0/tcp/4419"]
+//! bootstrap = ["/ip4/192.0.2.1/tcp/4419/p2p/12D3KooW…"]
+//! full = true                          # serve the DHT and keep records for others
 //! ```
 //!
 //! The password is never read from this file: a file of its own (owner-only)
@@ -73,6 +79,38 @@ pub struct Config {
     /// `[node]`.
     #[serde(default)]
     pub node: NodeConfig,
+    /// `[network]`.
+    #[serde(default)]
+    pub network: NetworkConfig,
+}
+
+/// The default TCP port of the network.
+pub const DEFAULT_NETWORK_PORT: u16 = 4419;
+
+/// `[network]`: the libp2p network of `cairn node` (used by builds with the
+/// `network` feature; addresses are checked when the network starts).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Whether `cairn node` joins the network.
+    pub enabled: bool,
+    /// Multiaddresses to listen on.
+    pub listen: Vec<String>,
+    /// Peers to start from (multiaddresses ending in `/p2p/PEER_ID`).
+    pub bootstrap: Vec<String>,
+    /// A full node serves the DHT and keeps records for others.
+    pub full: bool,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            enabled: true,
+            listen: vec![format!("/ip4/0.0.0.0/tcp/{DEFAULT_NETWORK_PORT}")],
+            bootstrap: Vec::new(),
+            full: true,
+        }
+    }
 }
 
 /// The default port of the local API.
@@ -271,6 +309,12 @@ mod tests {
         assert_eq!(c.node.api.port(), 0);
         assert_eq!(c.node.poll_interval(), Duration::from_secs(1));
         assert!(Config::parse("[node]\nlisten = []\n").is_err());
+        let c = Config::parse("[network]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nfull = false\n")
+            .unwrap();
+        assert_eq!(c.network.listen, ["/ip4/127.0.0.1/tcp/0"]);
+        assert!(!c.network.full && c.network.enabled);
+        assert!(Config::default().network.bootstrap.is_empty());
+        assert!(Config::parse("[network]\nlisten = \"x\"\n").is_err());
         assert!(Config::parse("[node]\napi = \"localhost\"\n").is_err());
     }
 

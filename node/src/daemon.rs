@@ -38,6 +38,10 @@ pub enum DaemonError {
     /// Signals could not be set up.
     #[error("cannot set up signal handling: {0}")]
     Signals(std::io::Error),
+    /// The network could not start.
+    #[cfg(feature = "network")]
+    #[error(transparent)]
+    Network(#[from] cairn_net::NetError),
 }
 
 /// Most API commands waiting for the watcher.
@@ -146,6 +150,7 @@ pub async fn run(
     store: Arc<Store>,
     identity: Option<IdentityId>,
     options: DaemonOptions,
+    #[cfg(feature = "network")] network: Option<crate::network::NodeNetwork>,
     started: impl FnOnce(SocketAddr),
 ) -> Result<(), DaemonError> {
     let (listener, token) = api::bind(dir.root(), options.api).await?;
@@ -156,6 +161,16 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (view_tx, view_rx) = watch::channel(Arc::new(Snapshot::default()));
     let (command_tx, command_rx) = mpsc::channel(MAX_PENDING_COMMANDS);
+    #[cfg(feature = "network")]
+    let (net, net_task) = match network {
+        Some(part) => {
+            let (net, task) =
+                crate::network::start(store.clone(), part, command_tx.clone(), stop_rx.clone())
+                    .await?;
+            (Some(net), Some(task))
+        }
+        None => (None, None),
+    };
     let ctx = Arc::new(ApiContext {
         store: store.clone(),
         network: options.network,
@@ -163,6 +178,8 @@ pub async fn run(
         view: view_rx,
         stop: stop_tx,
         commands: command_tx,
+        #[cfg(feature = "network")]
+        net,
     });
     let api_task = tokio::spawn(api::serve(listener, token, ctx.clone(), stop_rx.clone()));
     let watch_task = tokio::spawn(watch_loop(
@@ -194,6 +211,10 @@ pub async fn run(
         warn!("the watcher ended badly: {e}");
     }
     let _ = api_task.await;
+    #[cfg(feature = "network")]
+    if let Some(t) = net_task {
+        let _ = t.await;
+    }
     let _ = std::fs::remove_file(dir.root().join(api::API_FILE));
     info!("stopped");
     Ok(())

@@ -165,6 +165,15 @@ enum ContactCommand {
     },
     /// List contacts.
     List,
+    /// Find a contact's identity record in the network by its id, verify it
+    /// and add it (through the running node).
+    Fetch {
+        /// The contact's identity id (cairn1…).
+        id: String,
+        /// A name to call the contact by.
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Check a contact's key against Bitcoin (every contact without an
     /// argument): current, pending, stale, reorged, invalid or unanchored;
     /// rotations since the last check are followed from the chain.
@@ -329,6 +338,7 @@ fn run(args: Cli, out: &cli::Output) -> anyhow::Result<()> {
                 cli::anchor::add(&ctx, out, &bitcoin, &bundle, name.as_deref())
             }
             ContactCommand::List => cli::anchor::list(&ctx, out),
+            ContactCommand::Fetch { id, name } => cli::node::fetch(&ctx, out, &id, name.as_deref()),
             ContactCommand::Verify { contact } => {
                 cli::anchor::verify(&ctx, out, &bitcoin, contact.as_deref())
             }

@@ -1,12 +1,24 @@
 //! The node's side of the libp2p network (feature `network`): the policy
 //! that verifies every record and announcement before the network stores or
-//! forwards it, the store that keeps records across restarts, and the peer
-//! key from the hot keys' network secret (never the identity key).
+//! forwards it, the store that keeps records across restarts, the peer key
+//! from the hot keys' network secret (never the identity key), and the
+//! daemon's network task (the own record published and announced, contacts'
+//! announced records handed to the watcher).
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_chain_anchor::ChainNetwork;
+use cairn_net::{NetEvent, Network};
+use cairn_wallet::keystore::HotKeys;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
 
 use crate::chain::unix_now;
-use crate::record::{check_network_record, network_record_replaces, IdentityRecord};
+use crate::config::NetworkConfig;
+use crate::daemon::Command;
+use crate::identity::OwnIdentity;
+use crate::record::{check_network_record, dht_key, network_record_replaces, IdentityRecord};
 use crate::store::Store;
 
 /// Records and announcements are identity records, verified in full.
@@ -53,4 +65,155 @@ impl cairn_net::Persist for StoreRecords {
 /// secret (`m/1128352082'/0'/2'/d'`).
 pub fn peer_key(network_secret: &[u8; 32]) -> Result<cairn_net::Keypair, String> {
     cairn_net::Keypair::ed25519_from_bytes(network_secret.to_vec()).map_err(|e| e.to_string())
+}
+
+/// What `cairn node` needs to join the network.
+pub struct NodeNetwork {
+    /// Listen addresses, bootstrap peers, limits.
+    pub config: cairn_net::NetConfig,
+    /// The own identity's hot keys: the peer key, and the key that signs
+    /// the own record.
+    pub hot: HotKeys,
+    /// The own identity.
+    pub own: OwnIdentity,
+    /// The Bitcoin network its anchors are on.
+    pub chain: ChainNetwork,
+}
+
+/// The `[network]` section as the network's settings.
+pub fn net_config(c: &NetworkConfig) -> Result<cairn_net::NetConfig, String> {
+    let parse = |what: &str, list: &[String]| -> Result<Vec<cairn_net::Multiaddr>, String> {
+        list.iter()
+            .map(|a| {
+                a.parse()
+                    .map_err(|e| format!("[network] {what}: {a:?} is not a multiaddress: {e}"))
+            })
+            .collect()
+    };
+    Ok(cairn_net::NetConfig {
+        listen: parse("listen", &c.listen)?,
+        bootstrap: parse("bootstrap", &c.bootstrap)?,
+        full: c.full,
+        ..cairn_net::NetConfig::default()
+    })
+}
+
+/// How long the own record is valid; it is published again well before.
+const RECORD_VALIDITY: u64 = 7 * 24 * 60 * 60;
+/// How often the own record is published again once it was.
+const REPUBLISH: Duration = Duration::from_secs(24 * 60 * 60);
+/// How soon a failed publication is tried again at first; the wait doubles
+/// up to [`MAX_RETRY`].
+const RETRY: Duration = Duration::from_secs(2);
+/// The longest wait between two tries.
+const MAX_RETRY: Duration = Duration::from_secs(600);
+
+/// The own record, signed now.
+fn own_record(store: &Store, part: &NodeNetwork) -> Result<Vec<u8>, String> {
+    let bundle =
+        crate::anchoring::own_bundle(store, part.chain, &part.own).map_err(|e| e.to_string())?;
+    let now = unix_now();
+    IdentityRecord::sign(bundle, now, now + RECORD_VALIDITY, &part.hot.signing)
+        .map(|r| r.encode())
+        .map_err(|e| e.to_string())
+}
+
+/// Starts the network for `cairn node`: publishes and announces the own
+/// record, publishes it again daily, and hands contacts' newer records
+/// (announced on gossip) to the watcher through `commands`. Returns the
+/// handle the API uses and the task, which ends when `stop` turns true.
+pub async fn start(
+    store: Arc<Store>,
+    part: NodeNetwork,
+    commands: mpsc::Sender<Command>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(Arc<Network>, tokio::task::JoinHandle<()>), cairn_net::NetError> {
+    let key = peer_key(&part.hot.network).map_err(cairn_net::NetError::Start)?;
+    let persist = Arc::new(StoreRecords(store.clone()));
+    let (net, mut events) = Network::start(
+        key,
+        part.config.clone(),
+        Arc::new(RecordPolicy),
+        Some(persist),
+    )
+    .await?;
+    let net = Arc::new(net);
+    info!(peer = %net.peer_id(), "network started");
+    let handle = net.clone();
+    let part = Arc::new(part);
+    let task = tokio::spawn(async move {
+        let id = part.own.state.id;
+        let key = dht_key(&id).to_vec();
+        let mut announced = false;
+        let mut next = tokio::time::Instant::now();
+        let mut retry = RETRY;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {
+                    let (s, p) = (store.clone(), part.clone());
+                    let made = tokio::task::spawn_blocking(move || own_record(&s, &p))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r);
+                    let record = match made {
+                        Ok(r) => r,
+                        Err(e) => {
+                            warn!("cannot make the own record: {e}");
+                            next = tokio::time::Instant::now() + MAX_RETRY;
+                            continue;
+                        }
+                    };
+                    match handle.publish(key.clone(), record.clone()).await {
+                        Ok(()) => {
+                            info!("own record published");
+                            next = tokio::time::Instant::now() + REPUBLISH;
+                            retry = RETRY;
+                        }
+                        Err(e) => {
+                            debug!("own record not published yet: {e}");
+                            next = tokio::time::Instant::now() + retry;
+                            retry = (retry * 2).min(MAX_RETRY);
+                        }
+                    }
+                    if !announced && handle.announce(record).await.is_ok() {
+                        announced = true;
+                    }
+                }
+                event = events.recv() => match event {
+                    Some(NetEvent::Announcement { data, from }) => {
+                        contact_announced(&store, &commands, &data, &from.to_string());
+                    }
+                    Some(NetEvent::RecordStored { .. }) => {}
+                    None => break,
+                },
+                _ = stop.changed() => break,
+            }
+        }
+        handle.close().await;
+    });
+    Ok((net, task))
+}
+
+/// A record announced on gossip (already verified by the policy): if it is
+/// a contact's, the watcher takes it like `contact add` (it must extend the
+/// log the node has) and checks it against the chain.
+fn contact_announced(store: &Store, commands: &mpsc::Sender<Command>, data: &[u8], from: &str) {
+    let Ok(record) = IdentityRecord::decode(data) else {
+        return;
+    };
+    let Ok(state) = record.bundle.log.verify() else {
+        return;
+    };
+    let known = store.log(&state.id).ok().flatten();
+    let newer = matches!(&known, Some(l) if l.len() < record.bundle.log.len());
+    if !newer || store.contact(&state.id).ok().flatten().is_none() {
+        return;
+    }
+    info!(id = %state.id, %from, "a contact's newer record was announced");
+    let (reply, _) = oneshot::channel();
+    let _ = commands.try_send(Command::AddContact {
+        bundle: Box::new(record.bundle),
+        name: None,
+        reply,
+    });
 }

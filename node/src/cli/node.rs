@@ -54,30 +54,98 @@ pub fn run(ctx: &Context, out: &Output, bitcoin: &BitcoinArgs, args: &NodeArgs) 
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    #[cfg(feature = "network")]
+    let net_part = network_part(ctx, out, &store, settings.network)?;
     let store = Arc::new(store);
     let network = settings.network;
-    runtime.block_on(daemon::run(&ctx.dir, store, own, options, |api| {
-        if out.json {
-            out.json(&json!({
-                "api": api.to_string(),
-                "pid": std::process::id(),
-                "identity": own.map(|i| i.to_string()),
-                "bitcoin_network": network.core_chain_name(),
-            }));
-        } else {
-            out.line(&format!("Cairn node, pid {}", std::process::id()));
-            out.line(&format!("API            {api}"));
-            match own {
-                Some(id) => out.line(&format!("Identity       {id} (watched)")),
-                None => out.line("Identity       none"),
+    runtime.block_on(daemon::run(
+        &ctx.dir,
+        store,
+        own,
+        options,
+        #[cfg(feature = "network")]
+        net_part,
+        |api| {
+            if out.json {
+                out.json(&json!({
+                    "api": api.to_string(),
+                    "pid": std::process::id(),
+                    "identity": own.map(|i| i.to_string()),
+                    "bitcoin_network": network.core_chain_name(),
+                }));
+            } else {
+                out.line(&format!("Cairn node, pid {}", std::process::id()));
+                out.line(&format!("API            {api}"));
+                match own {
+                    Some(id) => out.line(&format!("Identity       {id} (watched)")),
+                    None => out.line("Identity       none"),
+                }
+                out.line(&format!(
+                    "Watching       this identity and every contact against {} blocks",
+                    network.core_chain_name()
+                ));
+                out.line("Stop with Ctrl-C or `cairn node stop`.");
             }
-            out.line(&format!(
-                "Watching       this identity and every contact against {} blocks",
-                network.core_chain_name()
-            ));
-            out.line("Stop with Ctrl-C or `cairn node stop`.");
+        },
+    ))?;
+    Ok(())
+}
+
+/// The network part of `cairn node`: the hot keys unlocked (the peer key
+/// and the key that signs the own record), the prekeys refreshed.
+#[cfg(feature = "network")]
+fn network_part(
+    ctx: &Context,
+    out: &Output,
+    store: &cairn_node::Store,
+    chain: cairn_chain_anchor::ChainNetwork,
+) -> Result<Option<cairn_node::network::NodeNetwork>> {
+    let config = Config::load(ctx.dir.root())?.network;
+    if !config.enabled {
+        return Ok(None);
+    }
+    let net = cairn_node::network::net_config(&config).map_err(anyhow::Error::msg)?;
+    if store.own_identity()?.is_none() {
+        anyhow::bail!("the network needs an identity (its record is published): run `cairn init` or `cairn restore` first, or set [network] enabled = false");
+    }
+    let own = identity::load(store, &ctx.dir)?;
+    let pass = ctx.passphrase(super::secrets::Purpose::Existing)?;
+    let hot = identity::unlock_hot(&ctx.dir, &own, &pass)?;
+    let refreshed = cairn_node::prekeys::refresh(store, &own, &hot, cairn_node::chain::unix_now())?;
+    if let Some(id) = refreshed.made {
+        if !out.json {
+            out.line(&format!("Prekey {id} published in your log."));
         }
-    }))?;
+    }
+    Ok(Some(cairn_node::network::NodeNetwork {
+        config: net,
+        hot,
+        own: refreshed.own,
+        chain,
+    }))
+}
+
+/// `cairn contact fetch ID [--name NAME]`: through the running node.
+pub fn fetch(ctx: &Context, out: &Output, id: &str, name: Option<&str>) -> Result<()> {
+    if let Some(n) = name {
+        cairn_node::contacts::check_name(n)?;
+    }
+    let added = client(ctx)?.call("contact_fetch", json!({ "id": id, "name": name }))?;
+    if out.json {
+        out.json(&added);
+        return Ok(());
+    }
+    out.line(&format!(
+        "Fetched and verified {}{} (fingerprint {}, rotation {}, {} anchor(s)) from the network.",
+        added["name"]
+            .as_str()
+            .map(|n| format!("{n}: "))
+            .unwrap_or_default(),
+        added["id"].as_str().unwrap_or_default(),
+        added["fingerprint"].as_str().unwrap_or_default(),
+        added["rotation_index"],
+        added["anchors"],
+    ));
     Ok(())
 }
 
