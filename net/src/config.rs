@@ -14,7 +14,9 @@ pub struct Limits {
     pub max_connections_per_peer: u32,
     /// Connections being set up, each direction.
     pub max_pending: u32,
-    /// Yamux streams per connection.
+    /// Yamux streams per connection. A peer that opens more has its
+    /// connection closed, so this stays well above
+    /// [`Limits::max_concurrent_requests`] plus the other protocols' streams.
     pub max_streams: usize,
     /// The largest record, request or response, bytes.
     pub max_record: usize,
@@ -40,7 +42,7 @@ impl Default for Limits {
             max_connections: 256,
             max_connections_per_peer: 2,
             max_pending: 64,
-            max_streams: 64,
+            max_streams: 256,
             max_record: 60 * 1024,
             max_gossip: 8 * 1024,
             max_records: 16_384,

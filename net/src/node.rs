@@ -39,6 +39,8 @@ const MAX_STRIKES: u32 = 3;
 const BAN_TIME: Duration = Duration::from_secs(600);
 /// Most peers banned at once (the oldest ban is lifted first).
 const MAX_BANNED: usize = 1024;
+/// Strikes waiting for the network task.
+const STRIKE_QUEUE: usize = 64;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -188,8 +190,10 @@ impl Network {
             .gossip
             .subscribe(&topic)
             .map_err(|e| NetError::Start(format!("cannot subscribe: {e}")))?;
+        let (strikes_tx, strikes_rx) = mpsc::channel(STRIKE_QUEUE);
         let state = State {
             swarm,
+            strikes_tx,
             config,
             policy,
             persist,
@@ -207,7 +211,7 @@ impl Network {
             banned: VecDeque::new(),
             bootstrapped: false,
         };
-        let task = tokio::spawn(state.run(command_rx));
+        let task = tokio::spawn(state.run(command_rx, strikes_rx));
         Ok((
             Network {
                 commands,
@@ -441,18 +445,25 @@ struct State {
     requests: HashMap<OutboundRequestId, (Vec<u8>, RecordReply)>,
     rates: HashMap<PeerId, Rate>,
     strikes: HashMap<PeerId, u32>,
+    /// Strikes found off the network task (bounded; extra ones are dropped).
+    strikes_tx: mpsc::Sender<(PeerId, String)>,
     banned: VecDeque<(PeerId, Instant)>,
     bootstrapped: bool,
 }
 
 impl State {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut strikes: mpsc::Receiver<(PeerId, String)>,
+    ) {
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
                     None | Some(Command::Stop) => break,
                     Some(c) => self.command(c),
                 },
+                Some((peer, why)) = strikes.recv() => self.strike(peer, &why),
                 event = self.swarm.select_next_some() => self.event(event),
             }
         }
@@ -870,15 +881,18 @@ impl State {
                     let _ = reply.send(Err(NetError::NotFound));
                     return;
                 }
-                match self.policy.check_record(&key, &response) {
+                // Verifying is the expensive part (signatures): off the
+                // network task, so that other peers are served meanwhile.
+                let (policy, strikes) = (self.policy.clone(), self.strikes_tx.clone());
+                tokio::task::spawn_blocking(move || match policy.check_record(&key, &response) {
                     Ok(()) => {
                         let _ = reply.send(Ok(response));
                     }
                     Err(why) => {
-                        self.strike(peer, &why);
+                        let _ = strikes.try_send((peer, why.clone()));
                         let _ = reply.send(Err(NetError::Invalid(why)));
                     }
-                }
+                });
             }
             request_response::Event::OutboundFailure {
                 request_id, error, ..

@@ -5,8 +5,12 @@
 //! daemon's network task (the own record published and announced, contacts'
 //! announced records handed to the watcher).
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use bitcoin::hashes::{sha256, Hash};
+use cairn_wallet::IdentityId;
 
 use cairn_chain_anchor::ChainNetwork;
 use cairn_net::{NetEvent, Network};
@@ -18,18 +22,71 @@ use crate::chain::unix_now;
 use crate::config::NetworkConfig;
 use crate::daemon::Command;
 use crate::identity::OwnIdentity;
-use crate::record::{check_network_record, dht_key, network_record_replaces, IdentityRecord};
+use crate::record::{check_window, dht_key, network_record_replaces, IdentityRecord};
 use crate::store::Store;
 
-/// Records and announcements are identity records, verified in full.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RecordPolicy;
+/// Most verified records remembered (oldest forgotten first).
+pub const VERIFIED_CACHE: usize = 4096;
+
+/// Records and announcements are identity records, verified in full. Like
+/// Bitcoin Core's signature cache, the policy remembers the records it has
+/// verified (by the SHA-256 of their bytes, at most [`VERIFIED_CACHE`]), so
+/// that the same record fetched or offered again costs a hash, not three
+/// signature checks; the validity window and the key are checked every time.
+#[derive(Default)]
+pub struct RecordPolicy {
+    verified: Mutex<Verified>,
+}
+
+#[derive(Default)]
+struct Verified {
+    records: HashMap<[u8; 32], (IdentityId, u64, u64)>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl RecordPolicy {
+    /// A policy with an empty cache.
+    pub fn new() -> Self {
+        RecordPolicy::default()
+    }
+
+    /// The identity and window of a record whose log and signature verify.
+    fn verified(&self, value: &[u8], now: u64) -> Result<(IdentityId, u64, u64), String> {
+        let hash = sha256::Hash::hash(value).to_byte_array();
+        if let Some(v) = self
+            .verified
+            .lock()
+            .map_err(|_| "policy cache poisoned")?
+            .records
+            .get(&hash)
+        {
+            return Ok(*v);
+        }
+        let record = IdentityRecord::decode(value).map_err(|e| e.to_string())?;
+        let id = record.verify(now).map_err(|e| e.to_string())?.id;
+        let entry = (id, record.issued, record.expires);
+        let mut cache = self.verified.lock().map_err(|_| "policy cache poisoned")?;
+        if cache.records.insert(hash, entry).is_none() {
+            cache.order.push_back(hash);
+            if cache.order.len() > VERIFIED_CACHE {
+                if let Some(old) = cache.order.pop_front() {
+                    cache.records.remove(&old);
+                }
+            }
+        }
+        Ok(entry)
+    }
+}
 
 impl cairn_net::Policy for RecordPolicy {
     fn check_record(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
-        check_network_record(key, value, unix_now())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let now = unix_now();
+        let (id, issued, expires) = self.verified(value, now)?;
+        check_window(issued, expires, now).map_err(|e| e.to_string())?;
+        if key != dht_key(&id) {
+            return Err("the record is stored under another identity's key".into());
+        }
+        Ok(())
     }
 
     fn replaces(&self, new: &[u8], old: &[u8]) -> bool {
@@ -38,10 +95,9 @@ impl cairn_net::Policy for RecordPolicy {
 
     /// A rotation is announced with the identity's new record.
     fn check_announcement(&self, data: &[u8]) -> Result<(), String> {
-        IdentityRecord::decode(data)
-            .and_then(|r| r.verify(unix_now()))
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let now = unix_now();
+        let (_, issued, expires) = self.verified(data, now)?;
+        check_window(issued, expires, now).map_err(|e| e.to_string())
     }
 }
 
@@ -133,7 +189,7 @@ pub async fn start(
     let (net, mut events) = Network::start(
         key,
         part.config.clone(),
-        Arc::new(RecordPolicy),
+        Arc::new(RecordPolicy::new()),
         Some(persist),
     )
     .await?;

@@ -270,7 +270,7 @@ pub fn network_record_replaces(new: &[u8], old: &[u8]) -> bool {
     }
 }
 
-fn check_window(issued: u64, expires: u64, now: u64) -> Result<(), RecordError> {
+pub(crate) fn check_window(issued: u64, expires: u64, now: u64) -> Result<(), RecordError> {
     let bad = |why| RecordError::Window {
         issued,
         expires,

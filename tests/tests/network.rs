@@ -148,7 +148,7 @@ fn record(issued: u64) -> (IdentityId, Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_nodes_reach_each_other_and_keep_a_record_after_its_publisher_leaves() {
-    let mut nodes = network_of_eight(Arc::new(RecordPolicy)).await;
+    let mut nodes = network_of_eight(Arc::new(RecordPolicy::new())).await;
     // Every node reaches every other through the DHT.
     for i in 0..nodes.len() {
         for j in 0..nodes.len() {
@@ -195,7 +195,7 @@ async fn eight_nodes_reach_each_other_and_keep_a_record_after_its_publisher_leav
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_and_older_records_are_refused() {
-    let nodes = network_of_eight(Arc::new(RecordPolicy)).await;
+    let nodes = network_of_eight(Arc::new(RecordPolicy::new())).await;
     // A careless peer pushes junk and a record under another identity's key.
     let boot = address(&nodes[0].net).await;
     let mallory = start(Keypair::generate_ed25519(), vec![boot], Arc::new(Careless)).await;
@@ -247,7 +247,12 @@ async fn invalid_and_older_records_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_keeps_its_peer_id_and_records_and_reconnects() {
-    let boot = start(Keypair::generate_ed25519(), vec![], Arc::new(RecordPolicy)).await;
+    let boot = start(
+        Keypair::generate_ed25519(),
+        vec![],
+        Arc::new(RecordPolicy::new()),
+    )
+    .await;
     let boot_addr = address(&boot.net).await;
     let dir = tempfile::tempdir().unwrap();
     let secret = [42u8; 32];
@@ -258,7 +263,7 @@ async fn a_restarted_node_keeps_its_peer_id_and_records_and_reconnects() {
         let node = start_with(
             peer_key(&secret).unwrap(),
             vec![boot_addr.clone()],
-            Arc::new(RecordPolicy),
+            Arc::new(RecordPolicy::new()),
             Some(store),
         )
         .await;
@@ -278,7 +283,7 @@ async fn a_restarted_node_keeps_its_peer_id_and_records_and_reconnects() {
     let node = start_with(
         peer_key(&secret).unwrap(),
         vec![boot_addr],
-        Arc::new(RecordPolicy),
+        Arc::new(RecordPolicy::new()),
         Some(store),
     )
     .await;
@@ -318,7 +323,7 @@ async fn announcements(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotations_announced_on_gossip_reach_everyone_and_forgeries_stop_at_the_first_hop() {
-    let mut nodes = network_of_eight(Arc::new(RecordPolicy)).await;
+    let mut nodes = network_of_eight(Arc::new(RecordPolicy::new())).await;
     // Let the gossip mesh form.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (_, bytes) = record(unix_now());
@@ -341,7 +346,7 @@ async fn rotations_announced_on_gossip_reach_everyone_and_forgeries_stop_at_the_
     let mut forged = record(unix_now()).1;
     let last = forged.len() - 1;
     forged[last] ^= 1;
-    assert!(RecordPolicy.check_announcement(&forged).is_err());
+    assert!(RecordPolicy::new().check_announcement(&forged).is_err());
     mallory.net.announce(forged.clone()).await.unwrap();
     for (i, n) in nodes.iter_mut().enumerate() {
         let seen = announcements(&mut n.events, None, 2).await;
