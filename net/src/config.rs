@@ -34,6 +34,14 @@ pub struct Limits {
     pub event_queue: usize,
     /// Concurrent request-response streams.
     pub max_concurrent_requests: usize,
+    /// Peers a full node holds a relay reservation for.
+    pub max_relay_reservations: usize,
+    /// Circuits a full node relays at once.
+    pub max_relay_circuits: usize,
+    /// How long one relayed circuit may last.
+    pub max_relay_circuit_duration: Duration,
+    /// Bytes one relayed circuit may carry (each way).
+    pub max_relay_circuit_bytes: u64,
 }
 
 impl Default for Limits {
@@ -51,6 +59,10 @@ impl Default for Limits {
             command_queue: 64,
             event_queue: 256,
             max_concurrent_requests: 64,
+            max_relay_reservations: 128,
+            max_relay_circuits: 16,
+            max_relay_circuit_duration: Duration::from_secs(10 * 60),
+            max_relay_circuit_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -62,9 +74,16 @@ pub struct NetConfig {
     pub listen: Vec<Multiaddr>,
     /// Peers to start from: addresses ending in `/p2p/PEER_ID`.
     pub bootstrap: Vec<Multiaddr>,
-    /// A full node serves the DHT (Kademlia server mode) and stores records
-    /// for others; a light node only asks.
+    /// A full node serves the DHT (Kademlia server mode), stores records
+    /// for others and relays for peers behind NAT; a light node only asks.
     pub full: bool,
+    /// Addresses others can reach this node at (a server's public address).
+    /// A relay serves only with a confirmed external address: these, or one
+    /// AutoNAT confirms.
+    pub external: Vec<Multiaddr>,
+    /// Announce the listen addresses as external too (a server whose listen
+    /// addresses are public; tests on loopback).
+    pub announce_listen: bool,
     /// How long an idle connection stays open.
     pub idle_timeout: Duration,
     /// How long a DHT query or a request may take.
@@ -81,6 +100,8 @@ impl Default for NetConfig {
             listen: vec!["/ip4/0.0.0.0/tcp/4419".parse().expect("valid address")],
             bootstrap: Vec::new(),
             full: true,
+            external: Vec::new(),
+            announce_listen: false,
             idle_timeout: Duration::from_secs(120),
             query_timeout: Duration::from_secs(30),
             record_ttl: Duration::from_secs(36 * 60 * 60),

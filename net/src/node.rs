@@ -18,11 +18,12 @@ use libp2p::kad::{
     Record, RecordKey, StoreInserts,
 };
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    connection_limits, identify, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
-    SwarmBuilder,
+    autonat, connection_limits, dcutr, identify, noise, ping, relay, tcp, yamux, Multiaddr, PeerId,
+    StreamProtocol, Swarm, SwarmBuilder,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -41,6 +42,8 @@ const BAN_TIME: Duration = Duration::from_secs(600);
 const MAX_BANNED: usize = 1024;
 /// Strikes waiting for the network task.
 const STRIKE_QUEUE: usize = 64;
+/// How often the network task looks after lost relay reservations.
+const UPKEEP: Duration = Duration::from_secs(2);
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -50,6 +53,14 @@ struct Behaviour {
     kad: kad::Behaviour<MemoryStore>,
     gossip: gossipsub::Behaviour,
     records: request_response::Behaviour<RecordCodec>,
+    /// Relay server: full nodes relay for peers behind NAT.
+    relay: Toggle<relay::Behaviour>,
+    /// Relay client: every node can listen and dial through a relay.
+    relay_client: relay::client::Behaviour,
+    /// Hole punching over a relayed connection.
+    dcutr: dcutr::Behaviour,
+    /// Whether this node is reachable from outside.
+    autonat: autonat::Behaviour,
 }
 
 /// What the network tells the node.
@@ -88,6 +99,8 @@ pub struct NetStatus {
     pub events_dropped: u64,
     /// Announcements refused by the policy (not forwarded).
     pub announcements_refused: u64,
+    /// What AutoNAT found: `public`, `private` or `unknown`.
+    pub nat: String,
 }
 
 enum Command {
@@ -107,6 +120,10 @@ enum Command {
     },
     Reach {
         peer: PeerId,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    Dial {
+        address: Multiaddr,
         reply: oneshot::Sender<Result<(), NetError>>,
     },
     Announce {
@@ -153,10 +170,17 @@ impl Network {
             None => Vec::new(),
         };
         let mut swarm = build_swarm(key, &config)?;
+        let mut relayed = HashMap::new();
         for addr in &config.listen {
-            swarm
+            let id = swarm
                 .listen_on(addr.clone())
                 .map_err(|e| NetError::Start(format!("cannot listen on {addr}: {e}")))?;
+            if is_relayed(addr) {
+                relayed.insert(addr.clone(), Some(id));
+            }
+        }
+        for addr in &config.external {
+            swarm.add_external_address(addr.clone());
         }
         let mut loaded = 0;
         for (k, v) in kept {
@@ -192,6 +216,7 @@ impl Network {
             .map_err(|e| NetError::Start(format!("cannot subscribe: {e}")))?;
         let (strikes_tx, strikes_rx) = mpsc::channel(STRIKE_QUEUE);
         let state = State {
+            relayed,
             swarm,
             strikes_tx,
             config,
@@ -262,6 +287,13 @@ impl Network {
         self.ask(|reply| Command::Reach { peer, reply }).await?
     }
 
+    /// Connects to the peer at `address` (which ends in `/p2p/PEER_ID`; a
+    /// relayed address `…/p2p/RELAY/p2p-circuit/p2p/PEER_ID` goes through
+    /// the relay).
+    pub async fn dial(&self, address: Multiaddr) -> Result<(), NetError> {
+        self.ask(|reply| Command::Dial { address, reply }).await?
+    }
+
     /// Announces a rotation on gossipsub.
     pub async fn announce(&self, data: Vec<u8>) -> Result<(), NetError> {
         self.ask(|reply| Command::Announce { data, reply }).await?
@@ -289,12 +321,21 @@ impl Network {
     }
 }
 
-/// The peer id at the end of an address, if any.
+/// Whether `addr` goes through a relay (`…/p2p-circuit…`).
+fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter()
+        .any(|p| p == libp2p::multiaddr::Protocol::P2pCircuit)
+}
+
+/// The peer id at the end of an address, if any (for a relayed address,
+/// the peer behind the relay, not the relay).
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().find_map(|p| match p {
-        libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
-        _ => None,
-    })
+    addr.iter()
+        .filter_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+            _ => None,
+        })
+        .last()
 }
 
 fn build_swarm(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
@@ -304,13 +345,14 @@ fn build_swarm(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, Net
     let full = config.full;
     let swarm = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            move || yamux_config.clone(),
-        )
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, {
+            let y = yamux_config.clone();
+            move || y.clone()
+        })
         .map_err(|e| NetError::Start(e.to_string()))?
-        .with_behaviour(|key| behaviour(key, config, full))
+        .with_relay_client(noise::Config::new, move || yamux_config.clone())
+        .map_err(|e| NetError::Start(e.to_string()))?
+        .with_behaviour(|key, relay_client| behaviour(key, relay_client, config, full))
         .map_err(|e| NetError::Start(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
         .build();
@@ -319,6 +361,7 @@ fn build_swarm(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, Net
 
 fn behaviour(
     key: &Keypair,
+    relay_client: relay::client::Behaviour,
     config: &NetConfig,
     full: bool,
 ) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
@@ -399,7 +442,23 @@ fn behaviour(
             .with_request_timeout(config.query_timeout)
             .with_max_concurrent_streams(limits.max_concurrent_requests),
     );
+    let relay = full.then(|| {
+        relay::Behaviour::new(
+            peer_id,
+            relay::Config {
+                max_reservations: limits.max_relay_reservations,
+                max_circuits: limits.max_relay_circuits,
+                max_circuit_duration: limits.max_relay_circuit_duration,
+                max_circuit_bytes: limits.max_relay_circuit_bytes,
+                ..relay::Config::default()
+            },
+        )
+    });
     Ok(Behaviour {
+        relay: Toggle::from(relay),
+        relay_client,
+        dcutr: dcutr::Behaviour::new(peer_id),
+        autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
         limits: connection_limits::Behaviour::new(connection_limits),
         identify: identify::Behaviour::new(identify::Config::new(
             "/cairn/1.0.0".into(),
@@ -429,6 +488,9 @@ struct Rate {
 }
 
 struct State {
+    /// Relayed listen addresses and their listeners (none while the
+    /// reservation is to be asked for again).
+    relayed: HashMap<Multiaddr, Option<libp2p::core::transport::ListenerId>>,
     swarm: Swarm<Behaviour>,
     config: NetConfig,
     policy: Arc<dyn Policy>,
@@ -457,8 +519,10 @@ impl State {
         mut commands: mpsc::Receiver<Command>,
         mut strikes: mpsc::Receiver<(PeerId, String)>,
     ) {
+        let mut upkeep = tokio::time::interval(UPKEEP);
         loop {
             tokio::select! {
+                _ = upkeep.tick() => self.upkeep(),
                 command = commands.recv() => match command {
                     None | Some(Command::Stop) => break,
                     Some(c) => self.command(c),
@@ -468,6 +532,25 @@ impl State {
             }
         }
         debug!("network stopped");
+    }
+
+    /// Periodic care: relay reservations that were refused or lost are
+    /// asked for again.
+    fn upkeep(&mut self) {
+        let lost: Vec<Multiaddr> = self
+            .relayed
+            .iter()
+            .filter(|(_, id)| id.is_none())
+            .map(|(a, _)| a.clone())
+            .collect();
+        for addr in lost {
+            match self.swarm.listen_on(addr.clone()) {
+                Ok(id) => {
+                    self.relayed.insert(addr, Some(id));
+                }
+                Err(e) => debug!(%addr, "relay listen failed again: {e}"),
+            }
+        }
     }
 
     fn emit(&mut self, event: NetEvent) {
@@ -560,6 +643,24 @@ impl State {
                     self.closest.insert(q, peer);
                 }
             }
+            Command::Dial { address, reply } => {
+                let Some(peer) = peer_of(&address) else {
+                    let _ = reply.send(Err(NetError::Failed(format!(
+                        "{address} does not end in /p2p/PEER_ID"
+                    ))));
+                    return;
+                };
+                if self.swarm.is_connected(&peer) {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                match self.swarm.dial(address) {
+                    Ok(()) => self.reaching.entry(peer).or_default().push(reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Failed(e.to_string())));
+                    }
+                }
+            }
             Command::Announce { data, reply } => {
                 let topic = self.topic.clone();
                 let r = self
@@ -584,6 +685,12 @@ impl State {
                     full: self.config.full,
                     events_dropped: self.events_dropped,
                     announcements_refused: self.announcements_refused,
+                    nat: match self.swarm.behaviour().autonat.nat_status() {
+                        autonat::NatStatus::Public(_) => "public",
+                        autonat::NatStatus::Private => "private",
+                        autonat::NatStatus::Unknown => "unknown",
+                    }
+                    .into(),
                 });
             }
             Command::GossipScore { peer, reply } => {
@@ -654,7 +761,23 @@ impl State {
 
     fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening"),
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                let relayed = address
+                    .iter()
+                    .any(|p| p == libp2p::multiaddr::Protocol::P2pCircuit);
+                if self.config.announce_listen && !relayed {
+                    self.swarm.add_external_address(address);
+                }
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                for id in self.relayed.values_mut() {
+                    if *id == Some(listener_id) {
+                        debug!("a relay reservation ended; asking again soon");
+                        *id = None;
+                    }
+                }
+            }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 if self.is_banned(&peer_id) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);

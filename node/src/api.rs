@@ -379,7 +379,7 @@ async fn network_status(ctx: &ApiContext) -> Value {
                 "dht_routing_table": s.routing_table,
                 "records": s.records,
                 "mode": if s.full { "full" } else { "light" },
-                "nat": "not checked (AutoNAT is not in yet)",
+                "nat": s.nat,
             }),
             Err(e) => json!({ "error": e.to_string() }),
         };

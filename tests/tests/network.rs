@@ -372,3 +372,65 @@ async fn rotations_announced_on_gossip_reach_everyone_and_forgeries_stop_at_the_
         n.net.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_that_cannot_dial_each_other_connect_through_a_relay() {
+    use cairn_net::multiaddr::Protocol;
+    // A full node with a public address relays.
+    let (relay, _relay_events) = Network::start(
+        Keypair::generate_ed25519(),
+        NetConfig {
+            announce_listen: true,
+            ..config(vec![])
+        },
+        Arc::new(RecordPolicy::new()),
+        None,
+    )
+    .await
+    .unwrap();
+    let relay_addr = address(&relay).await;
+    // Bob has no listener of his own: he is reachable only through the
+    // relay (as behind a NAT), and he holds his record.
+    let circuit = relay_addr.clone().with(Protocol::P2pCircuit);
+    let (bob_net, _bob_events) = Network::start(
+        Keypair::generate_ed25519(),
+        NetConfig {
+            listen: vec![circuit.clone()],
+            full: false,
+            ..config(vec![relay_addr.clone()])
+        },
+        Arc::new(RecordPolicy::new()),
+        None,
+    )
+    .await
+    .unwrap();
+    eventually(30, "Bob's relay reservation", || async {
+        let s = bob_net.status().await.unwrap();
+        !s.listen.is_empty()
+            && s.listen
+                .iter()
+                .all(|a| a.iter().any(|p| p == Protocol::P2pCircuit))
+    })
+    .await;
+    let (id, bytes) = record(unix_now());
+    let key = dht_key(&id).to_vec();
+    let _ = bob_net.publish(key.clone(), bytes.clone()).await;
+    // Alice knows only the relayed address; it is the only way to Bob.
+    let alice = start(
+        Keypair::generate_ed25519(),
+        vec![relay_addr],
+        Arc::new(RecordPolicy::new()),
+    )
+    .await;
+    eventually(30, "Alice connected to the relay", || async {
+        alice.net.status().await.unwrap().peers >= 1
+    })
+    .await;
+    let bob_via_relay = circuit.with(Protocol::P2p(bob_net.peer_id()));
+    alice.net.dial(bob_via_relay).await.unwrap();
+    let got = alice.net.fetch_from(bob_net.peer_id(), key).await.unwrap();
+    assert_eq!(got, bytes);
+    bob_net.stop().await;
+    alice.net.stop().await;
+    relay.stop().await;
+}
