@@ -4,14 +4,18 @@
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
-/// Longest key in a request.
-const MAX_KEY: usize = 64;
+/// Longest key in a record request.
+pub const MAX_KEY: usize = 64;
 
-/// `u32 length ‖ bytes` codec with bounds.
+/// `u32 length ‖ bytes` frames, one request and one response per stream,
+/// each bounded (a longer length prefix fails the stream before anything
+/// is allocated).
 #[derive(Debug, Clone)]
-pub(crate) struct RecordCodec {
+pub struct RecordCodec {
+    /// The largest request, bytes.
+    pub max_request: usize,
     /// The largest response, bytes.
-    pub max_record: usize,
+    pub max_response: usize,
 }
 
 async fn read_frame<T: AsyncRead + Unpin + Send>(
@@ -53,7 +57,7 @@ impl libp2p::request_response::Codec for RecordCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> std::io::Result<Vec<u8>> {
-        read_frame(io, MAX_KEY).await
+        read_frame(io, self.max_request).await
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -61,7 +65,7 @@ impl libp2p::request_response::Codec for RecordCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> std::io::Result<Vec<u8>> {
-        read_frame(io, self.max_record).await
+        read_frame(io, self.max_response).await
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(

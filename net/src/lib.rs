@@ -13,6 +13,7 @@ mod codec;
 pub mod config;
 mod node;
 
+pub use codec::{RecordCodec, MAX_KEY};
 pub use config::{Limits, NetConfig};
 pub use libp2p::identity::Keypair;
 pub use libp2p::{multiaddr, Multiaddr, PeerId};

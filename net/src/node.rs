@@ -435,7 +435,8 @@ fn behaviour(
 
     let records = request_response::Behaviour::with_codec(
         RecordCodec {
-            max_record: limits.max_record,
+            max_request: crate::MAX_KEY,
+            max_response: limits.max_record,
         },
         [(StreamProtocol::new(RECORD_PROTOCOL), ProtocolSupport::Full)],
         request_response::Config::default()

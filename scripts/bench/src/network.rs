@@ -23,7 +23,7 @@ use cairn_node::record::{dht_key, IdentityRecord};
 use cairn_wallet::kel::{establishment_chain, Event, Interaction, Item, KeyEventLog};
 use cairn_wallet::{MasterKey, SeedPhrase};
 use futures::future::join_all;
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures::StreamExt;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, StreamProtocol, SwarmBuilder};
@@ -176,68 +176,16 @@ async fn cairn_rate() -> (f64, f64, usize) {
     (sequential, parallel, value.len())
 }
 
-/// The same framing as Cairn's record protocol: `u32 length ‖ bytes`.
-#[derive(Clone, Default)]
-struct Echo;
-
-async fn read_frame<T: futures::AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > 64 * 1024 {
-        return Err(std::io::ErrorKind::InvalidData.into());
-    }
-    let mut buf = vec![0; len];
-    io.read_exact(&mut buf).await?;
-    Ok(buf)
-}
-
-async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(
-    io: &mut T,
-    b: &[u8],
-) -> std::io::Result<()> {
-    io.write_all(&(b.len() as u32).to_be_bytes()).await?;
-    io.write_all(b).await?;
-    io.close().await
-}
-
-impl request_response::Codec for Echo {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-    async fn read_request<T: futures::AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<Vec<u8>> {
-        read_frame(io).await
-    }
-    async fn read_response<T: futures::AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<Vec<u8>> {
-        read_frame(io).await
-    }
-    async fn write_request<T: futures::AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        r: Vec<u8>,
-    ) -> std::io::Result<()> {
-        write_frame(io, &r).await
-    }
-    async fn write_response<T: futures::AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        r: Vec<u8>,
-    ) -> std::io::Result<()> {
-        write_frame(io, &r).await
+/// The plain baseline uses the same framing as Cairn's record protocol
+/// (`u32 length ‖ bytes`), with 1 KiB requests.
+fn echo_codec() -> cairn_net::RecordCodec {
+    cairn_net::RecordCodec {
+        max_request: 64 * 1024,
+        max_response: 64 * 1024,
     }
 }
 
-type EchoBehaviour = request_response::Behaviour<Echo>;
+type EchoBehaviour = request_response::Behaviour<cairn_net::RecordCodec>;
 
 fn echo_swarm() -> libp2p::Swarm<EchoBehaviour> {
     SwarmBuilder::with_new_identity()
@@ -250,7 +198,7 @@ fn echo_swarm() -> libp2p::Swarm<EchoBehaviour> {
         .expect("transport")
         .with_behaviour(|_| {
             request_response::Behaviour::with_codec(
-                Echo,
+                echo_codec(),
                 [(StreamProtocol::new("/bench/echo/1"), ProtocolSupport::Full)],
                 request_response::Config::default().with_max_concurrent_streams(IN_FLIGHT * 2),
             )
