@@ -81,6 +81,9 @@ pub struct NetConfig {
     /// A relay serves only with a confirmed external address: these, or one
     /// AutoNAT confirms.
     pub external: Vec<Multiaddr>,
+    /// Find peers on the LAN with mDNS (multicast on the local network
+    /// only; turn it off on networks you do not trust).
+    pub mdns: bool,
     /// Announce the listen addresses as external too (a server whose listen
     /// addresses are public; tests on loopback).
     pub announce_listen: bool,
@@ -97,10 +100,16 @@ pub struct NetConfig {
 impl Default for NetConfig {
     fn default() -> Self {
         NetConfig {
-            listen: vec!["/ip4/0.0.0.0/tcp/4419".parse().expect("valid address")],
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4419".parse().expect("valid address"),
+                "/ip4/0.0.0.0/udp/4419/quic-v1"
+                    .parse()
+                    .expect("valid address"),
+            ],
             bootstrap: Vec::new(),
             full: true,
             external: Vec::new(),
+            mdns: true,
             announce_listen: false,
             idle_timeout: Duration::from_secs(120),
             query_timeout: Duration::from_secs(30),

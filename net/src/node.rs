@@ -22,8 +22,8 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    autonat, connection_limits, dcutr, identify, noise, ping, relay, tcp, yamux, Multiaddr, PeerId,
-    StreamProtocol, Swarm, SwarmBuilder,
+    autonat, connection_limits, dcutr, identify, mdns, noise, ping, relay, tcp, yamux, Multiaddr,
+    PeerId, StreamProtocol, Swarm, SwarmBuilder,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -61,6 +61,8 @@ struct Behaviour {
     dcutr: dcutr::Behaviour,
     /// Whether this node is reachable from outside.
     autonat: autonat::Behaviour,
+    /// Peers on the same LAN, found without a bootstrap list.
+    mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
 /// What the network tells the node.
@@ -350,6 +352,7 @@ fn build_swarm(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, Net
             move || y.clone()
         })
         .map_err(|e| NetError::Start(e.to_string()))?
+        .with_quic()
         .with_relay_client(noise::Config::new, move || yamux_config.clone())
         .map_err(|e| NetError::Start(e.to_string()))?
         .with_behaviour(|key, relay_client| behaviour(key, relay_client, config, full))
@@ -455,7 +458,16 @@ fn behaviour(
             },
         )
     });
+    let mdns = if config.mdns {
+        Some(mdns::tokio::Behaviour::new(
+            mdns::Config::default(),
+            peer_id,
+        )?)
+    } else {
+        None
+    };
     Ok(Behaviour {
+        mdns: Toggle::from(mdns),
         relay: Toggle::from(relay),
         relay_client,
         dcutr: dcutr::Behaviour::new(peer_id),
@@ -809,6 +821,12 @@ impl State {
             })) if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) => {
                 for addr in info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    debug!(%peer, %addr, "found on the LAN");
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.kad_event(e),

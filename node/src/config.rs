@@ -19,9 +19,10 @@
 //!
 //! [network]                            # the libp2p network (builds with the `network` feature)
 //! enabled = true
-//! listen = ["/ip4/0.0.0.0/tcp/4419"]
+//! listen = ["/ip4/0.0.0.0/tcp/4419", "/ip4/0.0.0.0/udp/4419/quic-v1"]
 //! bootstrap = ["/ip4/192.0.2.1/tcp/4419/p2p/12D3KooW…"]
-//! full = true                          # serve the DHT and keep records for others
+//! full = true                          # serve the DHT, keep records for others, relay
+//! mdns = true                          # find peers on the LAN
 //! ```
 //!
 //! The password is never read from this file: a file of its own (owner-only)
@@ -100,15 +101,21 @@ pub struct NetworkConfig {
     pub bootstrap: Vec<String>,
     /// A full node serves the DHT and keeps records for others.
     pub full: bool,
+    /// Find peers on the LAN with mDNS.
+    pub mdns: bool,
 }
 
 impl Default for NetworkConfig {
     fn default() -> Self {
         NetworkConfig {
             enabled: true,
-            listen: vec![format!("/ip4/0.0.0.0/tcp/{DEFAULT_NETWORK_PORT}")],
+            listen: vec![
+                format!("/ip4/0.0.0.0/tcp/{DEFAULT_NETWORK_PORT}"),
+                format!("/ip4/0.0.0.0/udp/{DEFAULT_NETWORK_PORT}/quic-v1"),
+            ],
             bootstrap: Vec::new(),
             full: true,
+            mdns: true,
         }
     }
 }

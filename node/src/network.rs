@@ -150,6 +150,7 @@ pub fn net_config(c: &NetworkConfig) -> Result<cairn_net::NetConfig, String> {
         listen: parse("listen", &c.listen)?,
         bootstrap: parse("bootstrap", &c.bootstrap)?,
         full: c.full,
+        mdns: c.mdns,
         ..cairn_net::NetConfig::default()
     })
 }

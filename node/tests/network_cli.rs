@@ -40,7 +40,7 @@ fn person(dir: &Path, devnet: &Devnet, bootstrap: &[String]) -> Value {
     std::fs::write(
         dir.join("cairn.toml"),
         format!(
-            "[bitcoin]\nnetwork = \"regtest\"\nrpc_url = \"{}\"\nrpc_cookie = \"{}\"\nconfirmations = 1\n\n[network]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nbootstrap = [{}]\n",
+            "[bitcoin]\nnetwork = \"regtest\"\nrpc_url = \"{}\"\nrpc_cookie = \"{}\"\nconfirmations = 1\n\n[network]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\nbootstrap = [{}]\n",
             devnet.url(),
             devnet.cookie_path().display(),
             boot.join(", ")

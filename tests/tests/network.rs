@@ -23,6 +23,8 @@ fn config(bootstrap: Vec<Multiaddr>) -> NetConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         bootstrap,
         query_timeout: Duration::from_secs(10),
+        // The tests build their networks themselves.
+        mdns: false,
         ..NetConfig::default()
     }
 }
@@ -433,4 +435,46 @@ async fn two_nodes_that_cannot_dial_each_other_connect_through_a_relay() {
     bob_net.stop().await;
     alice.net.stop().await;
     relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_travel_over_quic_too() {
+    let quic: Multiaddr = "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap();
+    let (server, _e1) = Network::start(
+        Keypair::generate_ed25519(),
+        NetConfig {
+            listen: vec![quic.clone()],
+            ..config(vec![])
+        },
+        Arc::new(RecordPolicy::new()),
+        None,
+    )
+    .await
+    .unwrap();
+    let addr = address(&server).await;
+    assert!(addr.to_string().contains("/quic-v1"), "{addr}");
+    let (client, _e2) = Network::start(
+        Keypair::generate_ed25519(),
+        NetConfig {
+            listen: vec![quic],
+            ..config(vec![addr])
+        },
+        Arc::new(RecordPolicy::new()),
+        None,
+    )
+    .await
+    .unwrap();
+    let (id, bytes) = record(unix_now());
+    let key = dht_key(&id).to_vec();
+    let _ = server.publish(key.clone(), bytes.clone()).await;
+    eventually(30, "connected over QUIC", || async {
+        client.status().await.unwrap().peers >= 1
+    })
+    .await;
+    assert_eq!(
+        client.fetch_from(server.peer_id(), key).await.unwrap(),
+        bytes
+    );
+    client.stop().await;
+    server.stop().await;
 }

@@ -63,6 +63,7 @@ fn config(bootstrap: Vec<Multiaddr>) -> NetConfig {
     let mut c = NetConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("address")],
         bootstrap,
+        mdns: false,
         ..NetConfig::default()
     };
     c.limits.command_queue = 4 * IN_FLIGHT;
@@ -333,7 +334,7 @@ fn daemon_rss() -> Option<(f64, f64)> {
         };
         std::fs::write(
             dir.join("cairn.toml"),
-            format!("[bitcoin]\nnetwork = \"regtest\"\nrpc_url = \"http://127.0.0.1:9\"\nrpc_user = \"x\"\n\n[node]\npoll_secs = 60\n\n[network]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nbootstrap = [{bootstrap}]\n"),
+            format!("[bitcoin]\nnetwork = \"regtest\"\nrpc_url = \"http://127.0.0.1:9\"\nrpc_user = \"x\"\n\n[node]\npoll_secs = 60\n\n[network]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\nbootstrap = [{bootstrap}]\n"),
         )
         .ok()?;
         run(&dir, &["init", "--yes"]).status().ok()?;
