@@ -478,3 +478,45 @@ async fn records_travel_over_quic_too() {
     client.stop().await;
     server.stop().await;
 }
+
+/// Privacy: a record names no address of the person's device, and the peer
+/// id (from the seed's network branch) says nothing about the identity id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_carry_no_address_and_peer_ids_are_not_identity_ids() {
+    let master = MasterKey::new(&SeedPhrase::generate(12).unwrap().to_seed(""));
+    let node_key = peer_key(&master.network_secret(0).unwrap()).unwrap();
+    let n = start(node_key.clone(), vec![], Arc::new(RecordPolicy::new())).await;
+    let listen = address(&n.net).await;
+    let log = KeyEventLog::new(establishment_chain(&master, 0).unwrap());
+    let id = log.verify().unwrap().id;
+    let bundle = Bundle {
+        genesis: ChainParams::new(ChainNetwork::Regtest).genesis_hash(),
+        log,
+        anchors: Vec::new(),
+        sealed: Vec::new(),
+    };
+    let bytes = signed(&master, &bundle, unix_now());
+    // No address of the node, in text or as a multiaddress.
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(!text.contains("127.0.0.1") && !text.contains("/ip4/") && !text.contains("/ip6/"));
+    assert!(!bytes
+        .windows(listen.to_vec().len())
+        .any(|w| w == listen.to_vec()));
+    // The peer id is not the identity id, nor its DHT key, nor derived
+    // from either: it comes from another hardened branch of the seed.
+    let peer = n.net.peer_id();
+    assert_eq!(peer, node_key.public().to_peer_id());
+    assert!(!peer
+        .to_bytes()
+        .windows(32)
+        .any(|w| w == id.0 || w == dht_key(&id)));
+    assert_ne!(
+        *master.network_secret(0).unwrap(),
+        master.signing_key(0).unwrap().secret_bytes()[..]
+    );
+    assert_ne!(
+        *master.network_secret(0).unwrap(),
+        *master.messaging_key(0).unwrap().secret_bytes()
+    );
+    n.net.stop().await;
+}
