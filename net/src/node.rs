@@ -42,6 +42,9 @@ const BAN_TIME: Duration = Duration::from_secs(600);
 const MAX_BANNED: usize = 1024;
 /// Strikes waiting for the network task.
 const STRIKE_QUEUE: usize = 64;
+/// Queries and requests in flight at once (DHT lookups and publications,
+/// direct requests, connection attempts); more get `Busy`.
+const MAX_IN_FLIGHT: usize = 512;
 /// How often the network task looks after lost relay reservations.
 const UPKEEP: Duration = Duration::from_secs(2);
 
@@ -599,7 +602,36 @@ impl State {
         Ok(true)
     }
 
+    /// Queries and requests in flight, all kinds.
+    fn in_flight(&self) -> usize {
+        self.gets.len()
+            + self.puts.len()
+            + self.closest.len()
+            + self.requests.len()
+            + self.reaching.len()
+    }
+
     fn command(&mut self, command: Command) {
+        // Every query waits in a map until it ends: a bound on them all.
+        if self.in_flight() >= MAX_IN_FLIGHT {
+            match command {
+                Command::Publish { reply, .. }
+                | Command::Reach { reply, .. }
+                | Command::Dial { reply, .. } => {
+                    let _ = reply.send(Err(NetError::Busy));
+                    return;
+                }
+                Command::Fetch { reply, .. } | Command::FetchFrom { reply, .. } => {
+                    let _ = reply.send(Err(NetError::Busy));
+                    return;
+                }
+                other => return self.command_now(other),
+            }
+        }
+        self.command_now(command)
+    }
+
+    fn command_now(&mut self, command: Command) {
         match command {
             Command::Publish { key, value, reply } => {
                 if let Err(e) = self.store(&key, value.clone()) {
