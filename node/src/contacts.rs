@@ -9,6 +9,7 @@ use cairn_wallet::IdentityId;
 use serde::Serialize;
 
 use crate::anchoring::Checked;
+use crate::record::{compare_logs, Freshness};
 use crate::store::{ContactRecord, Store, StoreError};
 
 /// Longest contact name, bytes.
@@ -27,7 +28,7 @@ pub enum ContactError {
     #[error("{0} is this node's own identity")]
     Own(IdentityId),
     /// The bundle's log is not an extension of the stored one.
-    #[error("this bundle's log for {0} does not extend the one this node has: either it is older, or two different logs exist for this identity (its seed may be in someone else's hands)")]
+    #[error("this bundle's log for {0} is not newer than the one this node has: either it is older, or two different histories exist for this identity (its seed may be in someone else's hands)")]
     Diverges(IdentityId),
     /// The name is not a valid contact name.
     #[error("a contact name has 1 to {MAX_NAME_LEN} printable characters and does not look like an identity id")]
@@ -84,7 +85,8 @@ pub struct Added {
 /// The log must verify and the anchors must be in `network`'s chain. A
 /// contact already known keeps its name (unless a new one is given), the
 /// time it was added, and any anchors or sealed rotations the new bundle
-/// lacks; a bundle whose log does not extend the stored one is refused.
+/// lacks; a bundle whose log is not newer than the stored one
+/// ([`compare_logs`]) is refused.
 pub fn add(
     store: &Store,
     network: ChainNetwork,
@@ -108,12 +110,14 @@ pub fn add(
         added: now,
     };
     if let Some(old) = store.contact(&id)? {
-        let old_events = store
-            .log(&id)?
-            .map(|l| l.events().to_vec())
-            .unwrap_or_default();
-        if bundle.log.events().get(..old_events.len()) != Some(&old_events[..]) {
-            return Err(ContactError::Diverges(id));
+        // The log must extend the stored one, or be a later interaction
+        // branch under the same establishment events (a restore from the
+        // words starts one): never older, never a fork.
+        if let Some(old_log) = store.log(&id)? {
+            match compare_logs(&bundle.log, &old_log) {
+                Ok(Freshness::Newer | Freshness::Same) => {}
+                _ => return Err(ContactError::Diverges(id)),
+            }
         }
         let old_anchors = store.anchors(network, &id)?;
         if bundle.anchors.len() < old_anchors.len() {
@@ -313,6 +317,47 @@ mod tests {
         let names: Vec<_> = list(&store).unwrap().into_iter().map(|c| c.name).collect();
         assert_eq!(names.len(), 2);
         assert!(names.contains(&Some("bob".into())));
+    }
+
+    #[test]
+    fn a_later_interaction_branch_replaces_an_earlier_one() {
+        use cairn_wallet::kel::{Event, Interaction, Item};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let net = ChainNetwork::Regtest;
+        let phrase = SeedPhrase::generate(12).unwrap();
+        let master = MasterKey::new(&phrase.to_seed(""));
+        // The same establishment event with one interaction made at `t`
+        // (as before and after a restore from the words).
+        let branch = |t: u64, mailbox: u8| {
+            let mut b = bundle(&phrase, 1);
+            let prev = b.log.events()[0].digest();
+            let e = Event::Interaction(
+                Interaction::new(0, 1, prev, t, vec![Item::Mailbox(vec![mailbox; 8])]).unwrap(),
+            );
+            b.log.push(e.sign(&master.signing_key(0).unwrap()).unwrap());
+            b
+        };
+        let a = add(&store, net, branch(100, 1), Some("alice"), 1).unwrap();
+        let later = add(&store, net, branch(200, 2), None, 2).unwrap();
+        assert_eq!(later.id, a.id);
+        let state = store.log(&a.id).unwrap().unwrap().verify().unwrap();
+        assert_eq!(state.mailboxes, vec![vec![2; 8]]);
+        // The earlier branch does not come back.
+        assert!(matches!(
+            add(&store, net, branch(150, 3), None, 3),
+            Err(ContactError::Diverges(_))
+        ));
+        assert_eq!(
+            store
+                .log(&a.id)
+                .unwrap()
+                .unwrap()
+                .verify()
+                .unwrap()
+                .last_timestamp,
+            200
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use bitcoin::secp256k1::schnorr::Signature;
 use cairn_chain_anchor::anchor::{BundleError, MAX_BUNDLE_LEN};
 use cairn_chain_anchor::Bundle;
 use cairn_wallet::hash::{tagged_hash, tags};
-use cairn_wallet::kel::LogError;
+use cairn_wallet::kel::{KeyEventLog, LogError};
 use cairn_wallet::keys::{verify_digest, SigningKey};
 use cairn_wallet::{IdentityId, LogState};
 
@@ -215,30 +215,60 @@ impl IdentityRecord {
         Ok(state)
     }
 
-    /// How this record relates to `other`, both verified: a longer log that
-    /// extends the other's wins; with the same log, the later issue time.
+    /// How this record relates to `other`, both verified: the newer log
+    /// ([`compare_logs`]) wins; with the same log, the later issue time.
     pub fn freshness(&self, other: &IdentityRecord) -> Result<Freshness, RecordError> {
-        let (mine, theirs) = (self.bundle.log.events(), other.bundle.log.events());
-        let (Some(a), Some(b)) = (mine.first(), theirs.first()) else {
-            return Err(RecordError::Malformed("empty log"));
-        };
-        if a != b {
-            return Err(RecordError::OtherIdentity);
-        }
-        let common = mine.len().min(theirs.len());
-        if mine[..common] != theirs[..common] {
-            let id = self.bundle.log.verify().map(|s| s.id)?;
-            return Err(RecordError::Forked(id));
-        }
-        Ok(match mine.len().cmp(&theirs.len()) {
-            std::cmp::Ordering::Greater => Freshness::Newer,
-            std::cmp::Ordering::Less => Freshness::Older,
-            std::cmp::Ordering::Equal => match self.issued.cmp(&other.issued) {
+        Ok(match compare_logs(&self.bundle.log, &other.bundle.log)? {
+            Freshness::Same => match self.issued.cmp(&other.issued) {
                 std::cmp::Ordering::Greater => Freshness::Newer,
                 std::cmp::Ordering::Less => Freshness::Older,
                 std::cmp::Ordering::Equal => Freshness::Same,
             },
+            order => order,
         })
+    }
+}
+
+/// How log `new` relates to log `old` of the same identity.
+///
+/// A log that extends the other is newer. Establishment events come from
+/// the seed and are anchored, so two logs can only differ in their
+/// interaction events (mailboxes, prekeys): a restore from the words starts
+/// a new interaction chain under the same establishment events. Between two
+/// such branches, more establishment events win, then the later last
+/// interaction; branches that tie, or establishment events that differ, are
+/// a fork ([`RecordError::Forked`]).
+pub fn compare_logs(new: &KeyEventLog, old: &KeyEventLog) -> Result<Freshness, RecordError> {
+    let (a, b) = (new.events(), old.events());
+    let (Some(first_a), Some(first_b)) = (a.first(), b.first()) else {
+        return Err(RecordError::Malformed("empty log"));
+    };
+    if first_a != first_b {
+        return Err(RecordError::OtherIdentity);
+    }
+    let common = a.len().min(b.len());
+    if a[..common] == b[..common] {
+        return Ok(match a.len().cmp(&b.len()) {
+            std::cmp::Ordering::Greater => Freshness::Newer,
+            std::cmp::Ordering::Less => Freshness::Older,
+            std::cmp::Ordering::Equal => Freshness::Same,
+        });
+    }
+    let (sa, sb) = (new.verify()?, old.verify()?);
+    let digests = |s: &LogState| s.establishment.iter().map(|e| e.digest).collect::<Vec<_>>();
+    let (da, db) = (digests(&sa), digests(&sb));
+    let shared = da.len().min(db.len());
+    if da[..shared] != db[..shared] {
+        return Err(RecordError::Forked(sa.id));
+    }
+    match da.len().cmp(&db.len()) {
+        std::cmp::Ordering::Greater => Ok(Freshness::Newer),
+        std::cmp::Ordering::Less => Ok(Freshness::Older),
+        std::cmp::Ordering::Equal => match sa.last_timestamp.cmp(&sb.last_timestamp) {
+            std::cmp::Ordering::Greater => Ok(Freshness::Newer),
+            std::cmp::Ordering::Less => Ok(Freshness::Older),
+            std::cmp::Ordering::Equal => Err(RecordError::Forked(sa.id)),
+        },
     }
 }
 
@@ -433,8 +463,25 @@ mod tests {
             &k2,
         )
         .unwrap();
+        // A later interaction branch under the same establishment events
+        // (what a restore from the words makes) replaces the earlier one.
+        assert_eq!(forked.freshness(&full).unwrap(), Freshness::Newer);
+        assert_eq!(full.freshness(&forked).unwrap(), Freshness::Older);
+        // Two branches that tie are a fork.
+        let mut tied_log = KeyEventLog::new(full.bundle.log.events()[..3].to_vec());
+        tied_log.push(
+            Event::Interaction(Interaction {
+                index: 2,
+                seq: 1,
+                prev,
+                timestamp: NOW - DAY,
+                items: vec![Item::Mailbox(vec![8; 10])],
+            })
+            .sign(&k2)
+            .unwrap(),
+        );
         assert!(matches!(
-            full.freshness(&forked),
+            compare_logs(&tied_log, &full.bundle.log),
             Err(RecordError::Forked(_))
         ));
     }
