@@ -569,6 +569,13 @@ impl State {
         }
     }
 
+    /// Answers everyone waiting to reach `peer` (commands `Reach` and `Dial`).
+    fn settle(&mut self, peer: &PeerId, result: impl Fn() -> Result<(), NetError>) {
+        for reply in self.reaching.remove(peer).unwrap_or_default() {
+            let _ = reply.send(result());
+        }
+    }
+
     fn emit(&mut self, event: NetEvent) {
         if self.events.try_send(event).is_err() {
             self.events_dropped += 1;
@@ -808,10 +815,7 @@ impl State {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
-                let relayed = address
-                    .iter()
-                    .any(|p| p == libp2p::multiaddr::Protocol::P2pCircuit);
-                if self.config.announce_listen && !relayed {
+                if self.config.announce_listen && !is_relayed(&address) {
                     self.swarm.add_external_address(address);
                 }
             }
@@ -828,9 +832,7 @@ impl State {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
-                for reply in self.reaching.remove(&peer_id).unwrap_or_default() {
-                    let _ = reply.send(Ok(()));
-                }
+                self.settle(&peer_id, || Ok(()));
                 if !self.bootstrapped {
                     self.bootstrapped = self.swarm.behaviour_mut().kad.bootstrap().is_ok();
                 }
@@ -840,11 +842,11 @@ impl State {
                 error,
                 ..
             } if !self.swarm.is_connected(&peer) => {
-                for reply in self.reaching.remove(&peer).unwrap_or_default() {
-                    let _ = reply.send(Err(NetError::Failed(format!(
+                self.settle(&peer, || {
+                    Err(NetError::Failed(format!(
                         "cannot connect to {peer}: {error}"
-                    ))));
-                }
+                    )))
+                });
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
@@ -963,9 +965,7 @@ impl State {
                         Err(_) => Vec::new(),
                     };
                     if self.swarm.is_connected(&peer) {
-                        for reply in self.reaching.remove(&peer).unwrap_or_default() {
-                            let _ = reply.send(Ok(()));
-                        }
+                        self.settle(&peer, || Ok(()));
                         return;
                     }
                     let dialed = !addrs.is_empty()
@@ -974,11 +974,9 @@ impl State {
                             .dial(DialOpts::peer_id(peer).addresses(addrs).build())
                             .is_ok();
                     if !dialed {
-                        for reply in self.reaching.remove(&peer).unwrap_or_default() {
-                            let _ = reply.send(Err(NetError::Failed(format!(
-                                "{peer} was not found in the DHT"
-                            ))));
-                        }
+                        self.settle(&peer, || {
+                            Err(NetError::Failed(format!("{peer} was not found in the DHT")))
+                        });
                     }
                 }
                 _ => {}
