@@ -92,6 +92,48 @@ fn mailbox_keys(root: &[u8; 32]) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
 }
 
 impl Session {
+    /// A session just out of the handshake, before either side's first
+    /// ratchet step: ratchet key `dh_self`, no chains yet, the mailbox keys
+    /// of the two directions (initiator → responder first) assigned to this
+    /// side.
+    fn fresh(
+        root: Zeroizing<[u8; 32]>,
+        hash: [u8; 32],
+        dh_self: StaticSecret,
+        me: IdentityId,
+        peer: IdentityId,
+        initiator: bool,
+    ) -> Session {
+        let (forward, backward) = mailbox_keys(&root);
+        let (mailbox_send, mailbox_recv) = if initiator {
+            (forward, backward)
+        } else {
+            (backward, forward)
+        };
+        Session {
+            hash,
+            me,
+            peer,
+            root,
+            dh_self_public: PublicKey::from(&dh_self).to_bytes(),
+            dh_self,
+            dh_remote: None,
+            chain_send: None,
+            chain_recv: None,
+            sent: 0,
+            received: 0,
+            previous: 0,
+            skipped: VecDeque::new(),
+            mailbox_send,
+            mailbox_recv,
+        }
+    }
+
+    /// The chain the responder may send on before the initiator speaks.
+    fn first_chain(root: &[u8; 32], hash: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+        hkdf2(root, &[hash], tags::SESSION_FIRST_CHAIN.as_bytes()).0
+    }
+
     /// The initiator's side, after the answer: it turns the ratchet at once
     /// with a fresh key against the responder's ratchet key.
     pub(crate) fn initiator(
@@ -101,31 +143,17 @@ impl Session {
         me: IdentityId,
         peer: IdentityId,
     ) -> Result<Session, SessionError> {
-        let (first, _) = hkdf2(&*root, &[&hash], tags::SESSION_FIRST_CHAIN.as_bytes());
-        let (to_peer, from_peer) = mailbox_keys(&root);
-        let dh_self = random_secret()?;
-        let (root2, chain_send) = hkdf2(
-            &*root,
-            &[&*dh(&dh_self, &responder_ratchet)],
+        let mut s = Session::fresh(root, hash, random_secret()?, me, peer, true);
+        let (root, chain_send) = hkdf2(
+            &*s.root,
+            &[&*dh(&s.dh_self, &responder_ratchet)],
             tags::SESSION_RATCHET.as_bytes(),
         );
-        Ok(Session {
-            hash,
-            me,
-            peer,
-            root: root2,
-            dh_self_public: PublicKey::from(&dh_self).to_bytes(),
-            dh_self,
-            dh_remote: Some(responder_ratchet),
-            chain_send: Some(chain_send),
-            chain_recv: Some(first),
-            sent: 0,
-            received: 0,
-            previous: 0,
-            skipped: VecDeque::new(),
-            mailbox_send: to_peer,
-            mailbox_recv: from_peer,
-        })
+        s.chain_recv = Some(Session::first_chain(&s.root, &hash));
+        s.root = root;
+        s.chain_send = Some(chain_send);
+        s.dh_remote = Some(responder_ratchet);
+        Ok(s)
     }
 
     /// The responder's side, after it answered: it may send on the first
@@ -137,25 +165,9 @@ impl Session {
         me: IdentityId,
         peer: IdentityId,
     ) -> Session {
-        let (first, _) = hkdf2(&*root, &[&hash], tags::SESSION_FIRST_CHAIN.as_bytes());
-        let (from_peer, to_peer) = mailbox_keys(&root);
-        Session {
-            hash,
-            me,
-            peer,
-            root,
-            dh_self_public: PublicKey::from(&ratchet).to_bytes(),
-            dh_self: ratchet,
-            dh_remote: None,
-            chain_send: Some(first),
-            chain_recv: None,
-            sent: 0,
-            received: 0,
-            previous: 0,
-            skipped: VecDeque::new(),
-            mailbox_send: to_peer,
-            mailbox_recv: from_peer,
-        }
+        let mut s = Session::fresh(root, hash, ratchet, me, peer, false);
+        s.chain_send = Some(Session::first_chain(&s.root, &hash));
+        s
     }
 
     /// The identity on the other side.
