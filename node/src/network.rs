@@ -22,7 +22,10 @@ use crate::chain::unix_now;
 use crate::config::NetworkConfig;
 use crate::daemon::Command;
 use crate::identity::OwnIdentity;
-use crate::record::{check_window, dht_key, network_record_replaces, IdentityRecord};
+use crate::record::{
+    check_key, check_window, compare_logs, dht_key, network_record_replaces, Freshness,
+    IdentityRecord,
+};
 use crate::store::Store;
 
 /// Most verified records remembered (oldest forgotten first).
@@ -83,10 +86,7 @@ impl cairn_net::Policy for RecordPolicy {
         let now = unix_now();
         let (id, issued, expires) = self.verified(value, now)?;
         check_window(issued, expires, now).map_err(|e| e.to_string())?;
-        if key != dht_key(&id) {
-            return Err("the record is stored under another identity's key".into());
-        }
-        Ok(())
+        check_key(key, &id).map_err(|e| e.to_string())
     }
 
     fn replaces(&self, new: &[u8], old: &[u8]) -> bool {
@@ -238,7 +238,10 @@ pub async fn start(
                 }
                 event = events.recv() => match event {
                     Some(NetEvent::Announcement { data, from }) => {
-                        contact_announced(&store, &commands, &data, &from.to_string());
+                        let (s, c) = (store.clone(), commands.clone());
+                        tokio::task::spawn_blocking(move || {
+                            contact_announced(&s, &c, &data, &from.to_string())
+                        });
                     }
                     Some(NetEvent::RecordStored { .. }) => {}
                     None => break,
@@ -252,21 +255,31 @@ pub async fn start(
 }
 
 /// A record announced on gossip (already verified by the policy): if it is
-/// a contact's, the watcher takes it like `contact add` (it must extend the
-/// log the node has) and checks it against the chain.
+/// a contact's and its log is newer than the one the node holds (the rule
+/// of `contact add`, [`compare_logs`]), the watcher takes it like `contact
+/// add` and checks it against the chain. Store reads: call it on the
+/// blocking pool.
 fn contact_announced(store: &Store, commands: &mpsc::Sender<Command>, data: &[u8], from: &str) {
     let Ok(record) = IdentityRecord::decode(data) else {
         return;
     };
-    let Ok(state) = record.bundle.log.verify() else {
+    let Some(inception) = record.bundle.log.events().first() else {
         return;
     };
-    let known = store.log(&state.id).ok().flatten();
-    let newer = matches!(&known, Some(l) if l.len() < record.bundle.log.len());
-    if !newer || store.contact(&state.id).ok().flatten().is_none() {
+    let id = IdentityId::of_inception(inception.event_bytes());
+    if store.contact(&id).ok().flatten().is_none() {
         return;
     }
-    info!(id = %state.id, %from, "a contact's newer record was announced");
+    let Some(known) = store.log(&id).ok().flatten() else {
+        return;
+    };
+    if !matches!(
+        compare_logs(&record.bundle.log, &known),
+        Ok(Freshness::Newer)
+    ) {
+        return;
+    }
+    info!(%id, %from, "a contact's newer record was announced");
     let (reply, _) = oneshot::channel();
     let _ = commands.try_send(Command::AddContact {
         bundle: Box::new(record.bundle),

@@ -282,12 +282,18 @@ pub fn check_network_record(
 ) -> Result<IdentityRecord, RecordError> {
     let record = IdentityRecord::decode(value)?;
     let state = record.verify(now)?;
-    if key != dht_key(&state.id) {
+    check_key(key, &state.id)?;
+    Ok(record)
+}
+
+/// A record of identity `id` belongs under its own DHT key only.
+pub fn check_key(key: &[u8], id: &IdentityId) -> Result<(), RecordError> {
+    if key != dht_key(id) {
         return Err(RecordError::Malformed(
             "stored under another identity's key",
         ));
     }
-    Ok(record)
+    Ok(())
 }
 
 /// Whether record bytes `new` replace `old` (both checked): only a newer
