@@ -3,6 +3,9 @@
 //! against the devnet over RPC on loopback, with the `[bitcoin]` settings in
 //! the data dir's `cairn.toml`.
 
+mod common;
+use common::{failure, ok_json};
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::str::FromStr as _;
@@ -28,25 +31,6 @@ fn cairn_with(dir: &Path, args: &[&str], pass: Option<&str>) -> Output {
         cmd.env("CAIRN_PASSPHRASE", p);
     }
     cmd.output().expect("run cairn")
-}
-
-fn failure(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "expected a failure: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ok_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "cairn failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).expect("json output")
 }
 
 fn write_config(dir: &Path, devnet: &Devnet) {

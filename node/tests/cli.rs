@@ -1,6 +1,9 @@
 //! The `cairn` binary driven the way a person or a script drives it: real
 //! processes, a real RocksDB in temporary data dirs, real keystore files.
 
+mod common;
+use common::{failure, ok_json};
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -29,25 +32,6 @@ fn cairn(dir: &Path, args: &[&str], stdin: Option<&str>, pass: Option<&str>) -> 
         }
     }
     child.wait_with_output().expect("wait")
-}
-
-fn ok_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "cairn failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).expect("json output")
-}
-
-fn stderr(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "expected failure, got {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn has_identity(dir: &Path) -> bool {
@@ -90,7 +74,7 @@ fn init_then_restore_gives_the_same_identity() {
         None,
         Some(PASS),
     ));
-    let err = stderr(&cairn(
+    let err = failure(&cairn(
         &b,
         &["restore"],
         Some(other["words"].as_str().unwrap()),
@@ -132,7 +116,7 @@ fn wrong_word_and_bad_checksum_have_their_own_errors_and_write_nothing() {
     let good = "legal winner thank year wave sausage worth useful legal winner thank yellow";
 
     let typo = good.replace("sausage", "sausge");
-    let err = stderr(&cairn(&dir, &["restore"], Some(&typo), Some(PASS)));
+    let err = failure(&cairn(&dir, &["restore"], Some(&typo), Some(PASS)));
     assert!(
         err.contains("word 6") && err.contains("sausge") && err.contains("sausage"),
         "{err}"
@@ -140,12 +124,12 @@ fn wrong_word_and_bad_checksum_have_their_own_errors_and_write_nothing() {
     assert!(!has_identity(&dir));
 
     let checksum = good.replace("yellow", "year");
-    let err = stderr(&cairn(&dir, &["restore"], Some(&checksum), Some(PASS)));
+    let err = failure(&cairn(&dir, &["restore"], Some(&checksum), Some(PASS)));
     assert!(err.contains("checksum"), "{err}");
     assert!(!has_identity(&dir));
 
     let short = "legal winner thank";
-    let err = stderr(&cairn(&dir, &["restore"], Some(short), Some(PASS)));
+    let err = failure(&cairn(&dir, &["restore"], Some(short), Some(PASS)));
     assert!(err.contains("12, 15, 18, 21 or 24"), "{err}");
     assert!(!has_identity(&dir));
     assert!(!dir.join("keystore").join("seed.cks").exists());
@@ -167,7 +151,7 @@ fn keystore_wrong_passphrase_and_damage_are_distinct_errors() {
         Some(PASS),
     ));
 
-    let err = stderr(&cairn(
+    let err = failure(&cairn(
         &dir,
         &["keystore", "check"],
         None,
@@ -197,7 +181,7 @@ fn keystore_wrong_passphrase_and_damage_are_distinct_errors() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     std::fs::write(&hot, &bytes).unwrap();
-    let err = stderr(&cairn(&dir, &["keystore", "check"], None, Some(PASS)));
+    let err = failure(&cairn(&dir, &["keystore", "check"], None, Some(PASS)));
     assert!(err.contains("damaged"), "{err}");
     assert!(!err.contains("wrong passphrase"), "{err}");
 
@@ -212,10 +196,10 @@ fn keystore_wrong_passphrase_and_damage_are_distinct_errors() {
         .stderr(Stdio::piped());
     let out = cmd.output().unwrap();
     if std::fs::File::open("/dev/tty").is_err() {
-        assert!(stderr(&out).contains("CAIRN_PASSPHRASE"));
+        assert!(failure(&out).contains("CAIRN_PASSPHRASE"));
     }
     // A short new passphrase is refused before anything is shown.
-    let err = stderr(&cairn(
+    let err = failure(&cairn(
         &tmp.path().join("s"),
         &["init", "--yes"],
         None,
@@ -262,7 +246,7 @@ fn log_export_and_verify() {
         None,
         None,
     );
-    let err = stderr(&out);
+    let err = failure(&out);
     assert!(
         err.contains("event 0 (inception)") && err.contains("signature"),
         "{err}"
@@ -274,7 +258,7 @@ fn log_export_and_verify() {
 
     // Garbage is a decode error, not a panic.
     std::fs::write(&bad, b"CAIRNKEL\x01\xff\xff\xff\xff").unwrap();
-    let err = stderr(&cairn(
+    let err = failure(&cairn(
         &other,
         &["log", "verify", bad.to_str().unwrap()],
         None,
@@ -303,7 +287,7 @@ fn safety_number_is_the_same_on_both_sides() {
     ));
     assert_eq!(na["safety_number"], nb["safety_number"]);
     assert_eq!(na["safety_number"].as_str().unwrap().len(), 60);
-    let err = stderr(&cairn(&a, &["safety-number", "cairn1notanid"], None, None));
+    let err = failure(&cairn(&a, &["safety-number", "cairn1notanid"], None, None));
     assert!(err.contains("not a valid identity id"), "{err}");
 }
 
@@ -318,14 +302,14 @@ fn store_of_a_newer_schema_is_refused() {
             .set_schema_version(cairn_node::store::SCHEMA_VERSION + 1)
             .unwrap();
     }
-    let err = stderr(&cairn(&dir, &["id"], None, None));
+    let err = failure(&cairn(&dir, &["id"], None, None));
     assert!(err.contains("newer than this cairn understands"), "{err}");
 }
 
 #[test]
 fn id_without_identity_says_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
-    let err = stderr(&cairn(&tmp.path().join("e"), &["id"], None, None));
+    let err = failure(&cairn(&tmp.path().join("e"), &["id"], None, None));
     assert!(
         err.contains("cairn init") && err.contains("cairn restore"),
         "{err}"
@@ -343,7 +327,7 @@ fn prekeys_are_published_in_the_log_and_reach_a_contact_through_the_bundle() {
     let none = ok_json(&cairn(&bob, &["--json", "prekeys"], None, None));
     assert_eq!(none, serde_json::json!([]));
     // Publishing needs the passphrase.
-    let err = stderr(&cairn(&bob, &["prekeys", "refresh"], None, Some("wrong")));
+    let err = failure(&cairn(&bob, &["prekeys", "refresh"], None, Some("wrong")));
     assert!(err.contains("passphrase"), "{err}");
     let r = ok_json(&cairn(
         &bob,

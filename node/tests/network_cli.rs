@@ -2,6 +2,9 @@
 //! --network`): three people's nodes on loopback, each with its own data
 //! directory, RocksDB and keystore, driven through the real binary.
 
+mod common;
+use common::ok_json;
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -21,16 +24,6 @@ fn cairn(dir: &Path, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run cairn")
-}
-
-fn ok_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "cairn failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).expect("json output")
 }
 
 /// A person: an identity, a config on the devnet and the network.

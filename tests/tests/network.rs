@@ -66,6 +66,20 @@ async fn start_with(
     Node { net, events }
 }
 
+/// A node with its own settings, the node's record policy and no store; its
+/// events are not read (the network counts what it drops).
+async fn start_configured(config: NetConfig) -> Network {
+    Network::start(
+        Keypair::generate_ed25519(),
+        config,
+        Arc::new(RecordPolicy::new()),
+        None,
+    )
+    .await
+    .unwrap()
+    .0
+}
+
 /// The node's first listen address, with its peer id.
 async fn address(n: &Network) -> Multiaddr {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -379,33 +393,21 @@ async fn rotations_announced_on_gossip_reach_everyone_and_forgeries_stop_at_the_
 async fn two_nodes_that_cannot_dial_each_other_connect_through_a_relay() {
     use cairn_net::multiaddr::Protocol;
     // A full node with a public address relays.
-    let (relay, _relay_events) = Network::start(
-        Keypair::generate_ed25519(),
-        NetConfig {
-            announce_listen: true,
-            ..config(vec![])
-        },
-        Arc::new(RecordPolicy::new()),
-        None,
-    )
-    .await
-    .unwrap();
+    let relay = start_configured(NetConfig {
+        announce_listen: true,
+        ..config(vec![])
+    })
+    .await;
     let relay_addr = address(&relay).await;
     // Bob has no listener of his own: he is reachable only through the
     // relay (as behind a NAT), and he holds his record.
     let circuit = relay_addr.clone().with(Protocol::P2pCircuit);
-    let (bob_net, _bob_events) = Network::start(
-        Keypair::generate_ed25519(),
-        NetConfig {
-            listen: vec![circuit.clone()],
-            full: false,
-            ..config(vec![relay_addr.clone()])
-        },
-        Arc::new(RecordPolicy::new()),
-        None,
-    )
-    .await
-    .unwrap();
+    let bob_net = start_configured(NetConfig {
+        listen: vec![circuit.clone()],
+        full: false,
+        ..config(vec![relay_addr.clone()])
+    })
+    .await;
     eventually(30, "Bob's relay reservation", || async {
         let s = bob_net.status().await.unwrap();
         !s.listen.is_empty()
@@ -440,30 +442,18 @@ async fn two_nodes_that_cannot_dial_each_other_connect_through_a_relay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_travel_over_quic_too() {
     let quic: Multiaddr = "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap();
-    let (server, _e1) = Network::start(
-        Keypair::generate_ed25519(),
-        NetConfig {
-            listen: vec![quic.clone()],
-            ..config(vec![])
-        },
-        Arc::new(RecordPolicy::new()),
-        None,
-    )
-    .await
-    .unwrap();
+    let server = start_configured(NetConfig {
+        listen: vec![quic.clone()],
+        ..config(vec![])
+    })
+    .await;
     let addr = address(&server).await;
     assert!(addr.to_string().contains("/quic-v1"), "{addr}");
-    let (client, _e2) = Network::start(
-        Keypair::generate_ed25519(),
-        NetConfig {
-            listen: vec![quic],
-            ..config(vec![addr])
-        },
-        Arc::new(RecordPolicy::new()),
-        None,
-    )
-    .await
-    .unwrap();
+    let client = start_configured(NetConfig {
+        listen: vec![quic],
+        ..config(vec![addr])
+    })
+    .await;
     let (id, bytes) = record(unix_now());
     let key = dht_key(&id).to_vec();
     let _ = server.publish(key.clone(), bytes.clone()).await;
