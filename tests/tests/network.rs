@@ -137,7 +137,13 @@ async fn network_of_eight(policy: Arc<dyn Policy>) -> Vec<Node> {
 /// A fresh identity: its seed's keys, its bundle, its id.
 fn identity() -> (MasterKey, Bundle, IdentityId) {
     let master = MasterKey::new(&SeedPhrase::generate(12).unwrap().to_seed(""));
-    let log = KeyEventLog::new(establishment_chain(&master, 0).unwrap());
+    let (bundle, id) = bundle_of(&master);
+    (master, bundle, id)
+}
+
+/// The unanchored bundle of the identity `master` makes, and its id.
+fn bundle_of(master: &MasterKey) -> (Bundle, IdentityId) {
+    let log = KeyEventLog::new(establishment_chain(master, 0).unwrap());
     let id = log.verify().unwrap().id;
     let bundle = Bundle {
         genesis: ChainParams::new(ChainNetwork::Regtest).genesis_hash(),
@@ -145,7 +151,7 @@ fn identity() -> (MasterKey, Bundle, IdentityId) {
         anchors: Vec::new(),
         sealed: Vec::new(),
     };
-    (master, bundle, id)
+    (bundle, id)
 }
 
 /// The identity's record issued at `issued`, signed by its current key.
@@ -477,14 +483,7 @@ async fn records_carry_no_address_and_peer_ids_are_not_identity_ids() {
     let node_key = peer_key(&master.network_secret(0).unwrap()).unwrap();
     let n = start(node_key.clone(), vec![], Arc::new(RecordPolicy::new())).await;
     let listen = address(&n.net).await;
-    let log = KeyEventLog::new(establishment_chain(&master, 0).unwrap());
-    let id = log.verify().unwrap().id;
-    let bundle = Bundle {
-        genesis: ChainParams::new(ChainNetwork::Regtest).genesis_hash(),
-        log,
-        anchors: Vec::new(),
-        sealed: Vec::new(),
-    };
+    let (bundle, id) = bundle_of(&master);
     let bytes = signed(&master, &bundle, unix_now());
     // No address of the node, in text or as a multiaddress.
     let text = String::from_utf8_lossy(&bytes);
