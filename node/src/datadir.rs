@@ -57,6 +57,12 @@ impl DataDir {
         self.keystore_dir().join("hot.cks")
     }
 
+    /// The peer key of a node without an identity (see
+    /// `network::node_key`).
+    pub fn node_key_file(&self) -> PathBuf {
+        self.root.join("node.key")
+    }
+
     /// The lock file a running node holds.
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("node.lock")

@@ -127,13 +127,44 @@ pub fn peer_key(network_secret: &[u8; 32]) -> Result<cairn_net::Keypair, String>
 pub struct NodeNetwork {
     /// Listen addresses, bootstrap peers, limits.
     pub config: cairn_net::NetConfig,
-    /// The own identity's hot keys: the peer key, and the key that signs
-    /// the own record.
-    pub hot: HotKeys,
-    /// The own identity.
-    pub own: OwnIdentity,
+    /// The node's peer key: from the identity's network secret
+    /// ([`peer_key`]), or kept in the data directory by a node without an
+    /// identity ([`node_key`]).
+    pub key: cairn_net::Keypair,
+    /// The own identity, whose record the node publishes; none on a node
+    /// that only serves the network.
+    pub identity: Option<NetIdentity>,
     /// The Bitcoin network its anchors are on.
     pub chain: ChainNetwork,
+}
+
+/// The own identity on the network.
+pub struct NetIdentity {
+    /// Its hot keys: the key that signs the own record.
+    pub hot: HotKeys,
+    /// The identity.
+    pub own: OwnIdentity,
+}
+
+/// The peer key of a node without an identity: 32 random bytes kept
+/// (owner-only) at `path`, made on first use, so that its peer id stays the
+/// same across restarts. It is a transport key, not an identity's: losing
+/// it only changes the peer id.
+pub fn node_key(path: &std::path::Path) -> Result<cairn_net::Keypair, String> {
+    let secret = match std::fs::read(path) {
+        Ok(bytes) => zeroize::Zeroizing::new(
+            <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| format!("{} is not a node key (32 bytes)", path.display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let fresh = crate::secrets::random32().map_err(|e| e.to_string())?;
+            crate::datadir::write_atomic(path, &*fresh)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            fresh
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    peer_key(&secret)
 }
 
 /// The `[network]` section as the network's settings.
@@ -166,11 +197,10 @@ const RETRY: Duration = Duration::from_secs(2);
 const MAX_RETRY: Duration = Duration::from_secs(600);
 
 /// The own record, signed now.
-fn own_record(store: &Store, part: &NodeNetwork) -> Result<Vec<u8>, String> {
-    let bundle =
-        crate::anchoring::own_bundle(store, part.chain, &part.own).map_err(|e| e.to_string())?;
+fn own_record(store: &Store, chain: ChainNetwork, me: &NetIdentity) -> Result<Vec<u8>, String> {
+    let bundle = crate::anchoring::own_bundle(store, chain, &me.own).map_err(|e| e.to_string())?;
     let now = unix_now();
-    IdentityRecord::sign(bundle, now, now + RECORD_VALIDITY, &part.hot.signing)
+    IdentityRecord::sign(bundle, now, now + RECORD_VALIDITY, &me.hot.signing)
         .map(|r| r.encode())
         .map_err(|e| e.to_string())
 }
@@ -185,10 +215,9 @@ pub async fn start(
     commands: mpsc::Sender<Command>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(Arc<Network>, tokio::task::JoinHandle<()>), cairn_net::NetError> {
-    let key = peer_key(&part.hot.network).map_err(cairn_net::NetError::Start)?;
     let persist = Arc::new(StoreRecords(store.clone()));
     let (net, mut events) = Network::start(
-        key,
+        part.key.clone(),
         part.config.clone(),
         Arc::new(RecordPolicy::new()),
         Some(persist),
@@ -197,18 +226,27 @@ pub async fn start(
     let net = Arc::new(net);
     info!(peer = %net.peer_id(), "network started");
     let handle = net.clone();
-    let part = Arc::new(part);
+    let chain = part.chain;
+    let me = part.identity.map(Arc::new);
     let task = tokio::spawn(async move {
-        let id = part.own.state.id;
-        let key = dht_key(&id).to_vec();
+        let key = me.as_ref().map(|m| dht_key(&m.own.state.id).to_vec());
         let mut announced = false;
-        let mut next = tokio::time::Instant::now();
+        // A node without an identity has no record to publish.
+        let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 60 * 60);
+        let mut next = match me {
+            Some(_) => tokio::time::Instant::now(),
+            None => far,
+        };
         let mut retry = RETRY;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {
-                    let (s, p) = (store.clone(), part.clone());
-                    let made = tokio::task::spawn_blocking(move || own_record(&s, &p))
+                    let (Some(me), Some(key)) = (me.clone(), key.clone()) else {
+                        next = far;
+                        continue;
+                    };
+                    let s = store.clone();
+                    let made = tokio::task::spawn_blocking(move || own_record(&s, chain, &me))
                         .await
                         .map_err(|e| e.to_string())
                         .and_then(|r| r);
@@ -220,7 +258,7 @@ pub async fn start(
                             continue;
                         }
                     };
-                    match handle.publish(key.clone(), record.clone()).await {
+                    match handle.publish(key, record.clone()).await {
                         Ok(()) => {
                             info!("own record published");
                             next = tokio::time::Instant::now() + REPUBLISH;

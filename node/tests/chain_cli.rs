@@ -38,7 +38,7 @@ fn write_config(dir: &Path, devnet: &Devnet) {
     std::fs::write(
         dir.join("cairn.toml"),
         format!(
-            "[bitcoin]\nnetwork = \"regtest\"\nrpc_url = \"{}\"\nrpc_cookie = \"{}\"\nconfirmations = 1\n",
+            "[bitcoin]\nnetwork = \"regtest\"\nrpc_url = \"{}\"\nrpc_cookie = \"{}\"\nconfirmations = 1\n\n[network]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\n",
             devnet.url(),
             devnet.cookie_path().display()
         ),

@@ -1,6 +1,6 @@
-//! `cairn node` with the network (feature `network`; `scripts/test
-//! --network`): three people's nodes on loopback, each with its own data
-//! directory, RocksDB and keystore, driven through the real binary.
+//! `cairn node` with the network (feature `network`): three people's nodes
+//! on loopback, each with its own data directory, RocksDB and keystore,
+//! driven through the real binary.
 
 mod common;
 use common::ok_json;

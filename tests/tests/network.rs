@@ -1,6 +1,6 @@
 //! Many real libp2p nodes on loopback (TCP, Noise, Yamux), with the node's
-//! record policy and, where it matters, its RocksDB store. Built and run by
-//! `scripts/test --network` (feature `network`; ADR 14).
+//! record policy and, where it matters, its RocksDB store (feature `network`,
+//! on by default).
 #![cfg(feature = "network")]
 
 use std::sync::Arc;

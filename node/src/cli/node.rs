@@ -106,7 +106,16 @@ fn network_part(
     }
     let net = cairn_node::network::net_config(&config).map_err(anyhow::Error::msg)?;
     if store.own_identity()?.is_none() {
-        anyhow::bail!("the network needs an identity (its record is published): run `cairn init` or `cairn restore` first, or set [network] enabled = false");
+        // A node without an identity serves the network (DHT, relay) and
+        // fetches contacts' records; it has nothing to publish.
+        let key =
+            cairn_node::network::node_key(&ctx.dir.node_key_file()).map_err(anyhow::Error::msg)?;
+        return Ok(Some(cairn_node::network::NodeNetwork {
+            config: net,
+            key,
+            identity: None,
+            chain,
+        }));
     }
     let own = identity::load(store, &ctx.dir)?;
     let pass = ctx.passphrase(super::secrets::Purpose::Existing)?;
@@ -117,10 +126,14 @@ fn network_part(
             out.line(&format!("Prekey {id} published in your log."));
         }
     }
+    let key = cairn_node::network::peer_key(&hot.network).map_err(anyhow::Error::msg)?;
     Ok(Some(cairn_node::network::NodeNetwork {
         config: net,
-        hot,
-        own: refreshed.own,
+        key,
+        identity: Some(cairn_node::network::NetIdentity {
+            hot,
+            own: refreshed.own,
+        }),
         chain,
     }))
 }

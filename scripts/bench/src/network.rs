@@ -1,5 +1,5 @@
-//! Network benchmarks (issue: the network). Needs the `network` feature:
-//! `cargo run --release -p cairn-bench --features network --bin bench-network`.
+//! Network benchmarks (issue: the network). Run with
+//! `cargo run --release -p cairn-bench --bin bench-network`.
 //!
 //! Prints, on loopback:
 //! * record request-response round trips per second between two Cairn
@@ -305,7 +305,7 @@ fn daemon_rss() -> Option<(f64, f64)> {
     let cairn = std::env::current_exe().ok()?.with_file_name("cairn");
     if !cairn.exists() {
         println!(
-            "  daemon memory: skipped ({} missing: cargo build --release -p cairn-node --features network)",
+            "  daemon memory: skipped ({} missing: cargo build --release -p cairn-node)",
             cairn.display()
         );
         return None;
