@@ -12,6 +12,8 @@
 //! - [`pad`]: every message on the wire has one of four sizes.
 //! - [`mailbox`]: the addresses a mailbox node stores messages under,
 //!   derived so that they rotate and cannot be linked across contacts.
+//! - [`payload`]: what a message carries (texts numbered per contact,
+//!   receipts) and the envelope (address ‖ message) that travels.
 //!
 //! The construction is specified in `docs/protocol.md` ("Sessions").
 
@@ -20,6 +22,7 @@ pub mod handshake;
 mod kdf;
 pub mod mailbox;
 pub mod pad;
+pub mod payload;
 pub mod session;
 
 pub use handshake::{accept, open, start, Opened, PeerIdentity, PeerPrekey, Pending};

@@ -26,6 +26,12 @@ pub struct Limits {
     pub max_records: usize,
     /// Record requests one peer may make per minute (served ones).
     pub requests_per_minute: u32,
+    /// Mail requests one peer may make per minute (each carries up to
+    /// `mail::MAX_BATCH` envelopes).
+    pub mail_per_minute: u32,
+    /// Mail requests from peers waiting for the node's answer; more are
+    /// answered `Busy`.
+    pub max_mail_inbound: usize,
     /// Peers tracked for request rates.
     pub max_tracked_peers: usize,
     /// Commands waiting for the network task.
@@ -55,6 +61,8 @@ impl Default for Limits {
             max_gossip: 8 * 1024,
             max_records: 16_384,
             requests_per_minute: 120,
+            mail_per_minute: 1200,
+            max_mail_inbound: 64,
             max_tracked_peers: 4_096,
             command_queue: 64,
             event_queue: 256,

@@ -1,6 +1,7 @@
 //! Cairn's network: a libp2p node that publishes identity records in a
-//! Kademlia DHT, serves them on request, and announces rotations on
-//! gossipsub. It moves bytes and bounds everything; what a record or an
+//! Kademlia DHT, serves them on request, announces rotations on gossipsub,
+//! and carries end-to-end encrypted mail to contacts' nodes and mailbox
+//! nodes ([`mail`]). It moves bytes and bounds everything; what a record or an
 //! announcement means, and whether it is valid, is the node's business
 //! ([`Policy`]), so that every record is fully verified before it is
 //! stored or forwarded.
@@ -11,12 +12,14 @@
 
 mod codec;
 pub mod config;
+pub mod mail;
 mod node;
 
 pub use codec::{RecordCodec, MAX_KEY};
 pub use config::{Limits, NetConfig};
 pub use libp2p::identity::Keypair;
 pub use libp2p::{multiaddr, Multiaddr, PeerId};
+pub use mail::{MailRequest, MailResponse, MailStatus, MAIL_PROTOCOL};
 pub use node::{NetEvent, NetStatus, Network};
 
 /// The gossipsub topic of rotation announcements.

@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::codec::RecordCodec;
 use crate::config::NetConfig;
+use crate::mail::{MailRequest, MailResponse, MailStatus, MAIL_PROTOCOL, MAX_MAIL};
 use crate::{NetError, Persist, Policy, KAD_PROTOCOL, RECORD_PROTOCOL, ROTATION_TOPIC};
 
 /// Invalid records or requests a peer may send before it is disconnected
@@ -56,6 +57,8 @@ struct Behaviour {
     kad: kad::Behaviour<MemoryStore>,
     gossip: gossipsub::Behaviour,
     records: request_response::Behaviour<RecordCodec>,
+    /// Mail: envelopes to contacts' nodes and mailbox nodes.
+    mail: request_response::Behaviour<RecordCodec>,
     /// Relay server: full nodes relay for peers behind NAT.
     relay: Toggle<relay::Behaviour>,
     /// Relay client: every node can listen and dial through a relay.
@@ -82,6 +85,16 @@ pub enum NetEvent {
     RecordStored {
         /// Its DHT key.
         key: Vec<u8>,
+    },
+    /// A peer's mail request (decoded and bounded). The node must answer
+    /// it with [`Network::respond`] and this `id`.
+    Mail {
+        /// What to answer with.
+        id: u64,
+        /// The peer that asks.
+        from: PeerId,
+        /// What it asks.
+        request: MailRequest,
     },
 }
 
@@ -142,8 +155,20 @@ enum Command {
         peer: PeerId,
         reply: oneshot::Sender<Option<f64>>,
     },
+    Mail {
+        peer: PeerId,
+        request: Vec<u8>,
+        reply: MailReply,
+    },
+    Respond {
+        id: u64,
+        response: Vec<u8>,
+    },
     Stop,
 }
+
+/// Who waits for a mail response.
+type MailReply = oneshot::Sender<Result<MailResponse, NetError>>;
 
 /// The handle to a running network.
 pub struct Network {
@@ -237,6 +262,10 @@ impl Network {
             reaching: HashMap::new(),
             requests: HashMap::new(),
             rates: HashMap::new(),
+            mail_out: HashMap::new(),
+            mail_in: HashMap::new(),
+            next_mail: 0,
+            mail_rates: HashMap::new(),
             strikes: HashMap::new(),
             banned: VecDeque::new(),
             bootstrapped: false,
@@ -307,6 +336,37 @@ impl Network {
     /// The network's status.
     pub async fn status(&self) -> Result<NetStatus, NetError> {
         self.ask(|reply| Command::Status { reply }).await
+    }
+
+    /// Sends a mail request to `peer` (connected, or reachable at an
+    /// address the network knows: [`Network::reach`] first) and waits for
+    /// its answer.
+    pub async fn mail(
+        &self,
+        peer: PeerId,
+        request: &MailRequest,
+    ) -> Result<MailResponse, NetError> {
+        let request = request
+            .encode()
+            .map_err(|e| NetError::Failed(e.to_string()))?;
+        self.ask(|reply| Command::Mail {
+            peer,
+            request,
+            reply,
+        })
+        .await?
+    }
+
+    /// Answers the mail request `id` ([`NetEvent::Mail`]). Waits for room
+    /// in the command queue: an answer is never dropped for being late.
+    pub async fn respond(&self, id: u64, response: &MailResponse) -> Result<(), NetError> {
+        let response = response
+            .encode()
+            .map_err(|e| NetError::Failed(e.to_string()))?;
+        self.commands
+            .send(Command::Respond { id, response })
+            .await
+            .map_err(|_| NetError::Stopped)
     }
 
     /// Gossipsub's score of `peer`, if it is known.
@@ -449,6 +509,16 @@ fn behaviour(
             .with_request_timeout(config.query_timeout)
             .with_max_concurrent_streams(limits.max_concurrent_requests),
     );
+    let mail = request_response::Behaviour::with_codec(
+        RecordCodec {
+            max_request: MAX_MAIL,
+            max_response: MAX_MAIL,
+        },
+        [(StreamProtocol::new(MAIL_PROTOCOL), ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(config.query_timeout)
+            .with_max_concurrent_streams(limits.max_concurrent_requests),
+    );
     let relay = full.then(|| {
         relay::Behaviour::new(
             peer_id,
@@ -484,6 +554,7 @@ fn behaviour(
         kad,
         gossip,
         records,
+        mail,
     })
 }
 
@@ -522,6 +593,12 @@ struct State {
     /// Direct record requests in flight: the key asked for, and who waits.
     requests: HashMap<OutboundRequestId, (Vec<u8>, RecordReply)>,
     rates: HashMap<PeerId, Rate>,
+    /// Mail requests in flight: who waits for each.
+    mail_out: HashMap<OutboundRequestId, MailReply>,
+    /// Peers' mail requests waiting for the node's answer, by id.
+    mail_in: HashMap<u64, (request_response::ResponseChannel<Vec<u8>>, Instant)>,
+    next_mail: u64,
+    mail_rates: HashMap<PeerId, Rate>,
     strikes: HashMap<PeerId, u32>,
     /// Strikes found off the network task (bounded; extra ones are dropped).
     strikes_tx: mpsc::Sender<(PeerId, String)>,
@@ -551,8 +628,12 @@ impl State {
     }
 
     /// Periodic care: relay reservations that were refused or lost are
-    /// asked for again.
+    /// asked for again; mail requests the node never answered are dropped
+    /// (their streams have timed out).
     fn upkeep(&mut self) {
+        let timeout = self.config.query_timeout;
+        self.mail_in
+            .retain(|_, (_, at)| at.elapsed() < timeout + Duration::from_secs(5));
         let lost: Vec<Multiaddr> = self
             .relayed
             .iter()
@@ -616,6 +697,7 @@ impl State {
             + self.closest.len()
             + self.requests.len()
             + self.reaching.len()
+            + self.mail_out.len()
     }
 
     fn command(&mut self, command: Command) {
@@ -629,6 +711,10 @@ impl State {
                     return;
                 }
                 Command::Fetch { reply, .. } | Command::FetchFrom { reply, .. } => {
+                    let _ = reply.send(Err(NetError::Busy));
+                    return;
+                }
+                Command::Mail { reply, .. } => {
                     let _ = reply.send(Err(NetError::Busy));
                     return;
                 }
@@ -748,6 +834,23 @@ impl State {
             Command::GossipScore { peer, reply } => {
                 let _ = reply.send(self.swarm.behaviour().gossip.peer_score(&peer));
             }
+            Command::Mail {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self.swarm.behaviour_mut().mail.send_request(&peer, request);
+                self.mail_out.insert(id, reply);
+            }
+            Command::Respond { id, response } => {
+                if let Some((channel, _)) = self.mail_in.remove(&id) {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .mail
+                        .send_response(channel, response);
+                }
+            }
             Command::Stop => {}
         }
     }
@@ -785,30 +888,16 @@ impl State {
 
     /// Whether `peer` may make one more expensive request now.
     fn allow(&mut self, peer: PeerId) -> bool {
-        let per_minute = f64::from(self.config.limits.requests_per_minute);
-        let now = Instant::now();
-        if self.rates.len() >= self.config.limits.max_tracked_peers
-            && !self.rates.contains_key(&peer)
-        {
-            self.rates
-                .retain(|_, r| now.duration_since(r.at) < Duration::from_secs(60));
-            if self.rates.len() >= self.config.limits.max_tracked_peers {
-                return false;
-            }
-        }
-        let rate = self.rates.entry(peer).or_insert(Rate {
-            tokens: per_minute,
-            at: now,
-        });
-        let refill = now.duration_since(rate.at).as_secs_f64() * per_minute / 60.0;
-        rate.tokens = (rate.tokens + refill).min(per_minute);
-        rate.at = now;
-        if rate.tokens >= 1.0 {
-            rate.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        let per_minute = self.config.limits.requests_per_minute;
+        let max = self.config.limits.max_tracked_peers;
+        take_token(&mut self.rates, peer, per_minute, max)
+    }
+
+    /// Whether `peer` may make one more mail request now.
+    fn allow_mail(&mut self, peer: PeerId) -> bool {
+        let per_minute = self.config.limits.mail_per_minute;
+        let max = self.config.limits.max_tracked_peers;
+        take_token(&mut self.mail_rates, peer, per_minute, max)
     }
 
     fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -890,6 +979,7 @@ impl State {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Records(e)) => self.request_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Mail(e)) => self.mail_event(e),
             _ => {}
         }
     }
@@ -1009,6 +1099,88 @@ impl State {
         }
     }
 
+    /// A mail request from a peer goes to the node (bounded: rate per
+    /// peer, requests waiting, the event queue); a response to ours goes
+    /// to whoever waits for it.
+    fn mail_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let request = match MailRequest::decode(&request) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.strike(peer, &e.to_string());
+                        return;
+                    }
+                };
+                let items = match &request {
+                    MailRequest::Deliver(e) | MailRequest::Deposit(e) => e.len(),
+                    MailRequest::Collect(a) => a.len(),
+                    MailRequest::Remove(r) => r.len(),
+                };
+                let busy = MailResponse::Status(vec![MailStatus::Busy; items]).encode();
+                if !self.allow_mail(peer)
+                    || self.mail_in.len() >= self.config.limits.max_mail_inbound
+                {
+                    debug!(%peer, "mail request over a limit: answered busy");
+                    if let Ok(b) = busy {
+                        let _ = self.swarm.behaviour_mut().mail.send_response(channel, b);
+                    }
+                    return;
+                }
+                self.next_mail += 1;
+                let id = self.next_mail;
+                match self.events.try_send(NetEvent::Mail {
+                    id,
+                    from: peer,
+                    request,
+                }) {
+                    Ok(()) => {
+                        self.mail_in.insert(id, (channel, Instant::now()));
+                    }
+                    Err(_) => {
+                        self.events_dropped += 1;
+                        if let Ok(b) = busy {
+                            let _ = self.swarm.behaviour_mut().mail.send_response(channel, b);
+                        }
+                    }
+                }
+            }
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                let Some(reply) = self.mail_out.remove(&request_id) else {
+                    return;
+                };
+                let decoded = MailResponse::decode(&response);
+                if let Err(e) = &decoded {
+                    self.strike(peer, &e.to_string());
+                }
+                let _ = reply.send(decoded.map_err(|e| NetError::Failed(e.to_string())));
+            }
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(reply) = self.mail_out.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Failed(error.to_string())));
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn request_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
         match event {
             request_response::Event::Message {
@@ -1075,5 +1247,36 @@ impl State {
             }
             _ => {}
         }
+    }
+}
+
+/// Takes one token from `peer`'s bucket in `rates` (`per_minute` tokens,
+/// refilled continuously); tracks at most `max_tracked` peers.
+fn take_token(
+    rates: &mut HashMap<PeerId, Rate>,
+    peer: PeerId,
+    per_minute: u32,
+    max_tracked: usize,
+) -> bool {
+    let per_minute = f64::from(per_minute);
+    let now = Instant::now();
+    if rates.len() >= max_tracked && !rates.contains_key(&peer) {
+        rates.retain(|_, r| now.duration_since(r.at) < Duration::from_secs(60));
+        if rates.len() >= max_tracked {
+            return false;
+        }
+    }
+    let rate = rates.entry(peer).or_insert(Rate {
+        tokens: per_minute,
+        at: now,
+    });
+    let refill = now.duration_since(rate.at).as_secs_f64() * per_minute / 60.0;
+    rate.tokens = (rate.tokens + refill).min(per_minute);
+    rate.at = now;
+    if rate.tokens >= 1.0 {
+        rate.tokens -= 1.0;
+        true
+    } else {
+        false
     }
 }

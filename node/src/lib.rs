@@ -7,10 +7,12 @@ pub mod api;
 pub mod chain;
 pub mod config;
 pub mod contacts;
+pub mod conversation;
 pub mod daemon;
 pub mod datadir;
 pub mod funds;
 pub mod identity;
+pub mod mailbox;
 #[cfg(feature = "network")]
 pub mod network;
 pub mod prekeys;

@@ -282,6 +282,7 @@ pub async fn start(
                         });
                     }
                     Some(NetEvent::RecordStored { .. }) => {}
+                    Some(NetEvent::Mail { .. }) => {}
                     None => break,
                 },
                 _ = stop.changed() => break,

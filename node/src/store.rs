@@ -46,12 +46,20 @@ pub const CF_RECORDS: &str = "records";
 /// ([`crate::secrets`]): `"prekey" ‖ 0x00 ‖ id (u32 BE)` → a prekey's
 /// secret and expiry.
 pub const CF_SECRETS: &str = "secrets";
+/// Column family of conversations: sessions, handshakes, messages and
+/// their delivery state, every value sealed under the store key
+/// (`crate::conversation` gives the layout).
+pub const CF_MESSAGES: &str = "messages";
+/// Column family of the envelopes this node keeps as a mailbox node for
+/// others (`crate::mailbox` gives the layout). It holds addresses, sizes,
+/// times and ciphertext; never an identity.
+pub const CF_MAILBOX: &str = "mailbox";
 /// A sealed secret as stored: `(store key, sealed value)`.
 pub type SealedEntry = (Vec<u8>, Vec<u8>);
 /// An identity record held for the network: `(DHT key, record bytes)`.
 pub type NetworkRecord = (Vec<u8>, Vec<u8>);
 /// Every column family, in creation order.
-pub const COLUMN_FAMILIES: [&str; 8] = [
+pub const COLUMN_FAMILIES: [&str; 10] = [
     CF_META,
     CF_KEL,
     CF_HEADERS,
@@ -60,7 +68,18 @@ pub const COLUMN_FAMILIES: [&str; 8] = [
     CF_CONTACTS,
     CF_RECORDS,
     CF_SECRETS,
+    CF_MESSAGES,
+    CF_MAILBOX,
 ];
+
+/// One write of a [`Store::write`] batch.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Puts `value` under `key` in the column family.
+    Put(&'static str, Vec<u8>, Vec<u8>),
+    /// Deletes `key` from the column family.
+    Delete(&'static str, Vec<u8>),
+}
 
 /// What the node keeps about a contact besides its log and anchors.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -705,6 +724,54 @@ impl Store {
             .iterator_cf(self.cf(CF_RECORDS), IteratorMode::Start)
         {
             let (k, v) = item?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+/// Raw access for the modules that own a column family's layout
+/// (`conversation`, `mailbox`).
+impl Store {
+    /// Writes `ops` in one atomic batch; `sync` waits until it is on disk.
+    pub fn write(&self, ops: Vec<Op>, sync: bool) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for op in ops {
+            match op {
+                Op::Put(cf, k, v) => batch.put_cf(self.cf(cf), k, v),
+                Op::Delete(cf, k) => batch.delete_cf(self.cf(cf), k),
+            }
+        }
+        if sync {
+            self.db.write_opt(batch, &synced())?;
+        } else {
+            self.db.write(batch)?;
+        }
+        Ok(())
+    }
+
+    /// The value under `key` in the column family `cf`.
+    pub fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    /// Up to `limit` entries of `cf` whose keys start with `prefix`, in key
+    /// order.
+    pub fn scan(
+        &self,
+        cf: &'static str,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(cf), IteratorMode::From(prefix, Direction::Forward))
+        {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
             out.push((k.to_vec(), v.to_vec()));
         }
         Ok(out)

@@ -124,6 +124,13 @@ impl Serialize for IdentityId {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for IdentityId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A pairwise safety number (60 digits).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SafetyNumber(String);
