@@ -28,8 +28,11 @@ use crate::store::Store;
 /// File in the data directory that tells clients where the API listens and
 /// holds its token (owner-only, removed when the node stops).
 pub const API_FILE: &str = "node.api";
-/// Longest request or response line, bytes.
+/// Longest request line, bytes.
 pub const MAX_LINE: usize = 256 * 1024;
+/// Longest response line, bytes (a long conversation; a larger answer is
+/// refused with `too_large`).
+pub const MAX_ANSWER: usize = 8 * 1024 * 1024;
 /// Most API connections open at once.
 pub const MAX_CONNECTIONS: usize = 16;
 /// An idle API connection is closed after this long.
@@ -106,6 +109,9 @@ pub struct ApiContext {
     /// The network, when the node runs one.
     #[cfg(feature = "network")]
     pub net: Option<Arc<cairn_net::Network>>,
+    /// Messages, when the node runs the network with an identity.
+    #[cfg(feature = "network")]
+    pub messenger: Option<Arc<crate::delivery::Messenger>>,
 }
 
 /// A failed request: a code from `docs/api.md` and a message.
@@ -195,6 +201,11 @@ fn line(id: &Value, result: Result<Value, Failure>) -> Vec<u8> {
         }
     };
     let mut out = serde_json::to_vec(&v).expect("serializable");
+    if out.len() > MAX_ANSWER {
+        let f = json!({"id": id, "error": {"code": "too_large",
+            "message": format!("the answer is more than {MAX_ANSWER} bytes: ask for less")}});
+        out = serde_json::to_vec(&f).expect("serializable");
+    }
     out.push(b'\n');
     out
 }
@@ -355,6 +366,7 @@ async fn handle(ctx: &ApiContext, method: &str, params: Value) -> Result<Value, 
             Ok(json!(added))
         }
         "contact_fetch" => contact_fetch(ctx, &params).await,
+        "send" | "messages" | "inbox" | "message_events" => messages(ctx, method, &params).await,
         "contact_verify" => {
             let who = string_param(&params, "who")?.map(str::to_string);
             let reports = command(ctx, |reply| Command::Verify { who, reply }).await?;
@@ -386,6 +398,85 @@ async fn network_status(ctx: &ApiContext) -> Value {
     }
     let _ = ctx;
     Value::Null
+}
+
+/// A number parameter, at most `max`, or `default`.
+fn number_param(params: &Value, name: &str, default: u64, max: u64) -> Result<u64, Failure> {
+    match params.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v.as_u64().filter(|n| *n <= max).ok_or_else(|| {
+            Failure(
+                "bad_request",
+                format!("{name:?} must be a number from 0 to {max}"),
+            )
+        }),
+    }
+}
+
+/// The contact named by the parameter `name` (a contact's name or id).
+fn contact_param(
+    ctx: &ApiContext,
+    params: &Value,
+    name: &str,
+) -> Result<Option<IdentityId>, Failure> {
+    match string_param(params, name)? {
+        None => Ok(None),
+        Some(who) => contacts::find(&ctx.store, who)
+            .map(|(id, _)| Some(id))
+            .map_err(|e| match e {
+                ContactError::Store(e) => Failure("store", e.to_string()),
+                other => Failure("not_found", other.to_string()),
+            }),
+    }
+}
+
+/// Most messages one `messages` request returns.
+pub const MAX_MESSAGES: u64 = 10_000;
+
+/// `send`, `messages`, `inbox`, `message_events`: through the messenger.
+async fn messages(ctx: &ApiContext, method: &str, params: &Value) -> Result<Value, Failure> {
+    #[cfg(feature = "network")]
+    if let Some(m) = &ctx.messenger {
+        let failed = |e: crate::delivery::DeliveryError| {
+            use crate::conversation::ConversationError as C;
+            use crate::delivery::DeliveryError as D;
+            match e {
+                D::Conversation(C::NotAContact(_)) => Failure("not_found", e.to_string()),
+                D::Conversation(C::BadText(_)) => Failure("bad_request", e.to_string()),
+                D::Conversation(C::OutboxFull) => Failure("busy", e.to_string()),
+                other => Failure("internal", other.to_string()),
+            }
+        };
+        return match method {
+            "send" => {
+                let to = contact_param(ctx, params, "to")?
+                    .ok_or_else(|| Failure("bad_request", "\"to\" is required".into()))?;
+                let text = string_param(params, "text")?
+                    .ok_or_else(|| Failure("bad_request", "\"text\" is required".into()))?
+                    .to_string();
+                let seq = m.send(to, text).await.map_err(failed)?;
+                Ok(json!({"to": to, "seq": seq, "state": "queued"}))
+            }
+            "messages" => {
+                let with = contact_param(ctx, params, "with")?;
+                let limit = number_param(params, "limit", 100, MAX_MESSAGES)? as usize;
+                Ok(json!(m.history(with, limit).await.map_err(failed)?))
+            }
+            "inbox" => Ok(json!(m.take_unread().await.map_err(failed)?)),
+            _ => {
+                let after = number_param(params, "after", 0, u64::MAX)?;
+                let wait = number_param(params, "wait", 0, MAX_EVENTS_WAIT_SECS)?;
+                let events = m.events(after, Duration::from_secs(wait)).await;
+                let last = events.last().map(|e| e.seq).unwrap_or(after);
+                Ok(json!({"events": events, "last": last}))
+            }
+        };
+    }
+    let _ = (ctx, method, params);
+    Err(Failure(
+        "no_messaging",
+        "this node sends no messages: it runs without the network or without an identity".into(),
+    ))
 }
 
 /// `contact_fetch`: the contact's record found in the network, verified,
@@ -517,7 +608,7 @@ impl ApiClient {
             .map_err(io("cannot send to the node"))?;
         let mut buf = Vec::new();
         (&mut self.reader)
-            .take(MAX_LINE as u64 + 1)
+            .take(MAX_ANSWER as u64 + 1)
             .read_until(b'\n', &mut buf)
             .map_err(io("no answer from the node"))?;
         if buf.last() != Some(&b'\n') {

@@ -23,6 +23,8 @@
 //! bootstrap = ["/ip4/192.0.2.1/tcp/4419/p2p/12D3KooW…"]
 //! full = true                          # serve the DHT, keep records for others, relay
 //! mdns = true                          # find peers on the LAN
+//! mailbox = true                       # a full node keeps envelopes for others (30 days, quotas)
+//! collect_secs = 30                    # how often the own mailbox nodes are asked for new mail
 //! ```
 //!
 //! The password is never read from this file: a file of its own (owner-only)
@@ -103,6 +105,12 @@ pub struct NetworkConfig {
     pub full: bool,
     /// Find peers on the LAN with mDNS.
     pub mdns: bool,
+    /// A full node also keeps envelopes for others as a mailbox node
+    /// (within quotas, for 30 days).
+    pub mailbox: bool,
+    /// Seconds between two looks at the own mailbox nodes for new mail
+    /// (1 to [`MAX_POLL_SECS`]).
+    pub collect_secs: u64,
 }
 
 impl Default for NetworkConfig {
@@ -116,6 +124,8 @@ impl Default for NetworkConfig {
             bootstrap: Vec::new(),
             full: true,
             mdns: true,
+            mailbox: true,
+            collect_secs: 30,
         }
     }
 }
@@ -145,6 +155,14 @@ impl Default for NodeConfig {
             poll_secs: 10,
             log_level: "info".into(),
         }
+    }
+}
+
+impl NetworkConfig {
+    /// The interval between looks at the own mailboxes, clamped to
+    /// 1 s ..= [`MAX_POLL_SECS`].
+    pub fn collect_interval(&self) -> Duration {
+        Duration::from_secs(self.collect_secs.clamp(1, MAX_POLL_SECS))
     }
 }
 

@@ -59,6 +59,10 @@ pub const MAX_DUE: usize = 512;
 pub const COLLECT_EPOCHS: u64 = MESSAGE_TTL / cairn_messaging::mailbox::EPOCH_SECS + 1;
 /// Events kept for clients (oldest dropped first).
 pub const MAX_EVENTS: usize = 4096;
+/// How long a missing message holds back the later ones it precedes,
+/// seconds: its sender is trying it again meanwhile; after this, the later
+/// ones are shown and the missing one where it comes.
+pub const GAP_WAIT: u64 = 10 * 60;
 
 /// Conversation failures.
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +200,16 @@ struct ConvState {
     next_session: u32,
     /// Up to which received message a read receipt was sent.
     read_told: u64,
+    /// Received messages are shown in order: every one up to this number
+    /// has been released (or given up waiting for).
+    #[serde(default)]
+    released: u64,
+    /// The highest number received.
+    #[serde(default)]
+    max_received: u64,
+    /// Since when a missing message holds the later ones back (0: none).
+    #[serde(default)]
+    gap_since: u64,
 }
 
 struct PendingFirst {
@@ -289,7 +303,7 @@ impl Conversations {
         let mut prekeys = Vec::new();
         for (id, public, _) in &own.prekeys {
             if crate::prekeys::secret(&store, &hot, *id)
-                .map_err(|e| damaged(e))?
+                .map_err(damaged)?
                 .is_some()
             {
                 prekeys.push((*id, *public));
@@ -519,6 +533,16 @@ impl Conversations {
     /// The messages due to be sent (again) at `now`, encrypted: at most
     /// [`MAX_DUE`] envelopes. The sessions they advanced are stored first.
     pub fn due(&mut self, now: u64) -> Result<Vec<Outgoing>, ConversationError> {
+        let mut ops = Vec::new();
+        let waiting: Vec<IdentityId> = self
+            .convs
+            .iter()
+            .filter(|(_, c)| c.state.gap_since != 0)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            self.release(&id, now, &Fresh::new(), &mut ops)?;
+        }
         let due: Vec<(IdentityId, u64)> = self
             .outbox
             .iter()
@@ -527,7 +551,6 @@ impl Conversations {
             .take(MAX_DUE)
             .collect();
         let mut out = Vec::new();
-        let mut ops = Vec::new();
         let mut states: HashMap<IdentityId, Option<LogState>> = HashMap::new();
         let mut touched_sessions: Vec<(IdentityId, u32)> = Vec::new();
         let e = epoch(now);
@@ -543,9 +566,8 @@ impl Conversations {
                 self.event("state", &m);
                 continue;
             }
-            if !states.contains_key(&id) {
-                let s = self.contact_state(&id)?;
-                states.insert(id, s);
+            if let std::collections::hash_map::Entry::Vacant(v) = states.entry(id) {
+                v.insert(self.contact_state(&id)?);
             }
             let Some(state) = states.get(&id).and_then(|s| s.as_ref()) else {
                 continue;
@@ -776,13 +798,9 @@ impl Conversations {
     ) -> Result<(Vec<Received>, Vec<Outgoing>), ConversationError> {
         self.refresh_routes(now);
         let mut answers = Vec::with_capacity(envelopes.len());
-        let mut out = Vec::new();
-        let mut ops = Vec::new();
-        let mut delivered: BTreeMap<IdentityId, Vec<u64>> = BTreeMap::new();
-        let mut touched: Vec<(IdentityId, u32)> = Vec::new();
+        let mut b = Batch::default();
         for env in envelopes {
-            let r = self.receive_one(env, now, &mut ops, &mut out, &mut delivered, &mut touched);
-            answers.push(match r {
+            answers.push(match self.receive_one(env, now, &mut b) {
                 Ok(r) => r,
                 Err(ReceiveFailure::Refused(why)) => {
                     tracing::debug!("envelope refused: {why}");
@@ -791,8 +809,19 @@ impl Conversations {
                 Err(ReceiveFailure::Fatal(e)) => return Err(e),
             });
         }
+        let Batch {
+            mut ops,
+            mut out,
+            delivered,
+            touched,
+            fresh,
+        } = b;
         for (id, n) in &touched {
             self.put_session(&mut ops, id, *n)?;
+        }
+        let ids: Vec<IdentityId> = delivered.keys().copied().collect();
+        for id in ids {
+            self.release(&id, now, &fresh, &mut ops)?;
         }
         // Receipts, on each contact's newest session.
         for (id, mut seqs) in delivered {
@@ -859,10 +888,7 @@ impl Conversations {
         &mut self,
         env: &[u8],
         now: u64,
-        ops: &mut Vec<Op>,
-        out: &mut Vec<Outgoing>,
-        delivered: &mut BTreeMap<IdentityId, Vec<u64>>,
-        touched: &mut Vec<(IdentityId, u32)>,
+        b: &mut Batch,
     ) -> Result<Received, ReceiveFailure> {
         let (address, message) = split_envelope(env).map_err(refused)?;
         let Some(route) = self.routes.get(&address).copied() else {
@@ -890,10 +916,10 @@ impl Conversations {
                     .expect("present")
                     .sessions
                     .insert(n, next);
-                if !touched.contains(&(id, n)) {
-                    touched.push((id, n));
+                if !b.touched.contains(&(id, n)) {
+                    b.touched.push((id, n));
                 }
-                self.apply(id, payload, now, ops, delivered)?;
+                self.apply(id, payload, now, b)?;
                 Ok(Received::Taken)
             }
             Route::Answer(id) => {
@@ -907,19 +933,20 @@ impl Conversations {
                 let n = conv.state.next_session;
                 conv.state.next_session += 1;
                 conv.sessions.insert(n, session);
-                self.trim_sessions(&id, ops);
+                self.trim_sessions(&id, &mut b.ops);
                 self.routes.remove(&address);
-                ops.push(Op::Delete(CF_MESSAGES, key_p(&id)));
+                b.ops.push(Op::Delete(CF_MESSAGES, key_p(&id)));
                 self.add_session_routes(id, n, now);
-                touched.push((id, n));
+                b.touched.push((id, n));
                 // The first message goes out again on the session at once
                 // (the contact may not have stored it yet) with the rest.
                 for ((c, _), m) in self.outbox.range_mut((id, 0)..=(id, u64::MAX)) {
                     debug_assert_eq!(*c, id);
                     m.next_try = now;
                 }
-                self.apply(id, payload, now, ops, delivered)?;
-                self.put_conv(ops, &id).map_err(ReceiveFailure::Fatal)?;
+                self.apply(id, payload, now, b)?;
+                self.put_conv(&mut b.ops, &id)
+                    .map_err(ReceiveFailure::Fatal)?;
                 Ok(Received::Taken)
             }
             Route::Prekey(pid) => {
@@ -962,7 +989,7 @@ impl Conversations {
                 if let Some(v) = self.store.get(CF_MESSAGES, &seen).map_err(fatal)? {
                     // This first message was taken before: its answer again.
                     let plain = secrets::open(&self.key, &seen, &v).map_err(fatal)?;
-                    out.push(Outgoing {
+                    b.out.push(Outgoing {
                         contact: from,
                         envelope: plain.get(32..).unwrap_or_default().to_vec(),
                         seqs: Vec::new(),
@@ -976,10 +1003,10 @@ impl Conversations {
                 let n = conv.state.next_session;
                 conv.state.next_session += 1;
                 conv.sessions.insert(n, accepted.session);
-                self.trim_sessions(&from, ops);
+                self.trim_sessions(&from, &mut b.ops);
                 self.add_session_routes(from, n, now);
-                touched.push((from, n));
-                ops.push(
+                b.touched.push((from, n));
+                b.ops.push(
                     self.seal(&seen, &[&from.0[..], &answer_env].concat())
                         .map_err(fatal)?,
                 );
@@ -987,18 +1014,69 @@ impl Conversations {
                 if !payload.reach.is_empty() {
                     self.convs.get_mut(&from).expect("present").state.reach = payload.reach.clone();
                 }
-                out.push(Outgoing {
+                b.out.push(Outgoing {
                     contact: from,
                     envelope: answer_env,
                     seqs: Vec::new(),
                     direct: self.direct(&from),
                     mailboxes: state.mailboxes.clone(),
                 });
-                self.apply(from, payload, now, ops, delivered)?;
-                self.put_conv(ops, &from).map_err(ReceiveFailure::Fatal)?;
+                self.apply(from, payload, now, b)?;
+                self.put_conv(&mut b.ops, &from)
+                    .map_err(ReceiveFailure::Fatal)?;
                 Ok(Received::Taken)
             }
         }
+    }
+
+    /// Releases the contact's received messages in order: each one whose
+    /// predecessors have all come (or were waited for [`GAP_WAIT`]) is
+    /// announced as received and shown by [`Conversations::take_unread`].
+    fn release(
+        &mut self,
+        id: &IdentityId,
+        now: u64,
+        fresh: &Fresh,
+        ops: &mut Vec<Op>,
+    ) -> Result<(), ConversationError> {
+        let Some(mut st) = self.convs.get(id).map(|c| c.state.clone()) else {
+            return Ok(());
+        };
+        let before = (st.released, st.gap_since);
+        let mut released = Vec::new();
+        while st.released < st.max_received {
+            let next = st.released + 1;
+            let m = match fresh.get(&(*id, next)) {
+                Some(m) => Some(m.clone()),
+                None => self.message(id, false, next)?,
+            };
+            match m {
+                Some(m) => {
+                    st.released = next;
+                    st.gap_since = 0;
+                    released.push(m);
+                }
+                None if st.gap_since == 0 => {
+                    st.gap_since = now;
+                    break;
+                }
+                None if now >= st.gap_since.saturating_add(GAP_WAIT) => st.released = next,
+                None => break,
+            }
+        }
+        if st.released >= st.max_received {
+            st.gap_since = 0;
+        }
+        if (st.released, st.gap_since) != before {
+            if let Some(c) = self.convs.get_mut(id) {
+                c.state = st;
+            }
+            self.put_conv(ops, id)?;
+        }
+        for m in released {
+            self.event("received", &m);
+        }
+        Ok(())
     }
 
     /// Keeps the newest [`MAX_SESSIONS`] sessions of a contact.
@@ -1018,15 +1096,14 @@ impl Conversations {
         id: IdentityId,
         payload: Payload,
         now: u64,
-        ops: &mut Vec<Op>,
-        delivered: &mut BTreeMap<IdentityId, Vec<u64>>,
+        b: &mut Batch,
     ) -> Result<(), ReceiveFailure> {
         if !payload.reach.is_empty() {
             self.convs.entry(id).or_default().state.reach = payload.reach;
         }
         match payload.body {
             Body::Text { seq, sent_at, text } => {
-                delivered.entry(id).or_default().push(seq);
+                b.delivered.entry(id).or_default().push(seq);
                 if self.message(&id, false, seq).map_err(fatal)?.is_some() {
                     return Ok(());
                 }
@@ -1042,15 +1119,17 @@ impl Conversations {
                     next_try: 0,
                 };
                 // Two copies in one batch are one message.
-                let k = key_m(&id, false, seq);
-                if ops
-                    .iter()
-                    .any(|o| matches!(o, Op::Put(_, key, _) if *key == k))
-                {
+                if b.fresh.contains_key(&(id, seq)) {
                     return Ok(());
                 }
-                self.put_message(ops, &m).map_err(fatal)?;
-                self.event("received", &m);
+                self.put_message(&mut b.ops, &m).map_err(fatal)?;
+                let conv = self.convs.entry(id).or_default();
+                conv.state.max_received = conv.state.max_received.max(seq);
+                if seq <= conv.state.released {
+                    // Late: the ones after it were shown already.
+                    self.event("received", &m);
+                }
+                b.fresh.insert((id, seq), m);
             }
             Body::Receipt {
                 delivered: seqs,
@@ -1060,7 +1139,7 @@ impl Conversations {
                 for seq in seqs {
                     if let Some(mut m) = self.outbox.remove(&(id, seq)) {
                         m.state = State::Delivered;
-                        ops.push(Op::Delete(CF_MESSAGES, key_q(&id, seq)));
+                        b.ops.push(Op::Delete(CF_MESSAGES, key_q(&id, seq)));
                         changed.push(m);
                     }
                 }
@@ -1082,7 +1161,7 @@ impl Conversations {
                             c.state = State::Read;
                         } else if m.state != State::Read {
                             if self.outbox.remove(&(id, m.seq)).is_some() {
-                                ops.push(Op::Delete(CF_MESSAGES, key_q(&id, m.seq)));
+                                b.ops.push(Op::Delete(CF_MESSAGES, key_q(&id, m.seq)));
                             }
                             m.state = State::Read;
                             changed.push(m);
@@ -1090,7 +1169,7 @@ impl Conversations {
                     }
                 }
                 for m in changed {
-                    self.put_message(ops, &m).map_err(fatal)?;
+                    self.put_message(&mut b.ops, &m).map_err(fatal)?;
                     self.event("state", &m);
                 }
             }
@@ -1133,7 +1212,8 @@ impl Conversations {
             }
             let plain = secrets::open(&self.key, &k, &v)?;
             let m: Message = serde_json::from_slice(&plain).map_err(damaged)?;
-            if m.state == State::Received {
+            let released = self.convs.get(&m.contact).map_or(0, |c| c.state.released);
+            if m.state == State::Received && m.seq <= released {
                 unread.push(m);
             }
         }
@@ -1173,6 +1253,24 @@ impl Conversations {
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()
     }
+}
+
+/// Messages received in the batch being taken (not in the store yet).
+type Fresh = HashMap<(IdentityId, u64), Message>;
+
+/// What taking a batch of envelopes changes, written at its end.
+#[derive(Default)]
+struct Batch {
+    /// Store writes.
+    ops: Vec<Op>,
+    /// Envelopes to send in return.
+    out: Vec<Outgoing>,
+    /// Messages to acknowledge, by contact.
+    delivered: BTreeMap<IdentityId, Vec<u64>>,
+    /// Sessions changed.
+    touched: Vec<(IdentityId, u32)>,
+    /// Messages received in this batch.
+    fresh: Fresh,
 }
 
 enum ReceiveFailure {
@@ -1406,7 +1504,7 @@ mod tests {
             assert_eq!(everything(&b), before, "nothing stored for {want:?}");
         }
         // The real one still opens afterwards; its replay is only a copy.
-        let (r, _) = bob.receive(&[good.clone()], NOW + 1).unwrap();
+        let (r, _) = bob.receive(std::slice::from_ref(&good), NOW + 1).unwrap();
         assert_eq!(r, [Received::Taken]);
         let after = everything(&b);
         let (r, out) = bob.receive(&[good], NOW + 1).unwrap();

@@ -162,14 +162,13 @@ pub async fn run(
     let (view_tx, view_rx) = watch::channel(Arc::new(Snapshot::default()));
     let (command_tx, command_rx) = mpsc::channel(MAX_PENDING_COMMANDS);
     #[cfg(feature = "network")]
-    let (net, net_task) = match network {
+    let (net, messenger, net_task) = match network {
         Some(part) => {
-            let (net, task) =
-                crate::network::start(store.clone(), part, command_tx.clone(), stop_rx.clone())
-                    .await?;
-            (Some(net), Some(task))
+            let s = crate::network::start(store.clone(), part, command_tx.clone(), stop_rx.clone())
+                .await?;
+            (Some(s.net), s.messenger, Some(s.task))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     let ctx = Arc::new(ApiContext {
         store: store.clone(),
@@ -180,6 +179,8 @@ pub async fn run(
         commands: command_tx,
         #[cfg(feature = "network")]
         net,
+        #[cfg(feature = "network")]
+        messenger,
     });
     let api_task = tokio::spawn(api::serve(listener, token, ctx.clone(), stop_rx.clone()));
     let watch_task = tokio::spawn(watch_loop(

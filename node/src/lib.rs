@@ -10,6 +10,8 @@ pub mod contacts;
 pub mod conversation;
 pub mod daemon;
 pub mod datadir;
+#[cfg(feature = "network")]
+pub mod delivery;
 pub mod funds;
 pub mod identity;
 pub mod mailbox;

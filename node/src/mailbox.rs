@@ -218,7 +218,10 @@ mod tests {
                 Deposit::Invalid
             ]
         );
-        assert_eq!(m.deposit(&[a.clone()], NOW).unwrap(), [Deposit::Kept]);
+        assert_eq!(
+            m.deposit(std::slice::from_ref(&a), NOW).unwrap(),
+            [Deposit::Kept]
+        );
         let got = m.collect(&[[1; 32]], NOW).unwrap();
         assert_eq!(got.len(), 2);
         assert!(got.contains(&a) && got.contains(&b));

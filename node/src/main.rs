@@ -116,6 +116,42 @@ enum Command {
         #[command(subcommand)]
         command: Option<PrekeysCommand>,
     },
+    /// Send a message to a contact (TEXT, or standard input): stored at
+    /// once, delivered by the running node.
+    #[cfg(feature = "network")]
+    Send {
+        /// The contact's name or id.
+        contact: String,
+        /// The message (default: read from standard input).
+        text: Option<String>,
+    },
+    /// Messages received and not yet read (they are marked read).
+    #[cfg(feature = "network")]
+    Inbox,
+    /// The conversation with a contact (every conversation without one):
+    /// messages in order, with the state of those you sent.
+    #[cfg(feature = "network")]
+    Messages {
+        /// The contact's name or id.
+        contact: Option<String>,
+        /// How many of the newest to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// Chat with a contact in the terminal: new messages appear as they
+    /// arrive, delivery states as they change; each line typed is sent.
+    #[cfg(feature = "network")]
+    Chat {
+        /// The contact's name or id.
+        contact: String,
+    },
+    /// The mailbox nodes that keep your messages while your node is away:
+    /// show them, or name new ones in your log (asks the passphrase).
+    #[cfg(feature = "network")]
+    Mailboxes {
+        /// Peer ids of full nodes (12D3KooW…); none: show the current ones.
+        peers: Vec<String>,
+    },
     /// The Bitcoin header chain: status and sync from Bitcoin Core.
     Chain {
         #[command(flatten)]
@@ -351,6 +387,20 @@ fn run(args: Cli, out: &cli::Output) -> anyhow::Result<()> {
         Command::Prekeys {
             command: Some(PrekeysCommand::Refresh),
         } => cli::prekeys_refresh(&ctx, out),
+        #[cfg(feature = "network")]
+        Command::Send { contact, text } => {
+            cli::messages::send(&ctx, out, &contact, text.as_deref())
+        }
+        #[cfg(feature = "network")]
+        Command::Inbox => cli::messages::inbox(&ctx, out),
+        #[cfg(feature = "network")]
+        Command::Messages { contact, limit } => {
+            cli::messages::history(&ctx, out, contact.as_deref(), limit)
+        }
+        #[cfg(feature = "network")]
+        Command::Chat { contact } => cli::messages::chat(&ctx, out, &contact),
+        #[cfg(feature = "network")]
+        Command::Mailboxes { peers } => cli::messages::mailboxes(&ctx, out, &peers),
         Command::Chain { bitcoin, command } => match command {
             ChainCommand::Status => cli::chain::status(&ctx, out, &bitcoin),
             ChainCommand::Sync => cli::chain::sync(&ctx, out, &bitcoin),

@@ -13,7 +13,7 @@ use bitcoin::hashes::{sha256, Hash};
 use cairn_wallet::IdentityId;
 
 use cairn_chain_anchor::ChainNetwork;
-use cairn_net::{NetEvent, Network};
+use cairn_net::{MailRequest, MailResponse, MailStatus, NetEvent, Network};
 use cairn_wallet::keystore::HotKeys;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
@@ -136,6 +136,10 @@ pub struct NodeNetwork {
     pub identity: Option<NetIdentity>,
     /// The Bitcoin network its anchors are on.
     pub chain: ChainNetwork,
+    /// Keep envelopes for others as a mailbox node.
+    pub serve_mailbox: bool,
+    /// How often the own mailbox nodes are asked for new mail.
+    pub collect: Duration,
 }
 
 /// The own identity on the network.
@@ -205,16 +209,26 @@ fn own_record(store: &Store, chain: ChainNetwork, me: &NetIdentity) -> Result<Ve
         .map_err(|e| e.to_string())
 }
 
+/// What [`start`] gives the daemon.
+pub struct Started {
+    /// The network, for the API.
+    pub net: Arc<Network>,
+    /// Messages, for the API (a node with an identity).
+    pub messenger: Option<Arc<crate::delivery::Messenger>>,
+    /// The task; it ends when `stop` turns true.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
 /// Starts the network for `cairn node`: publishes and announces the own
-/// record, publishes it again daily, and hands contacts' newer records
-/// (announced on gossip) to the watcher through `commands`. Returns the
-/// handle the API uses and the task, which ends when `stop` turns true.
+/// record, publishes it again daily, hands contacts' newer records
+/// (announced on gossip) to the watcher through `commands`, and runs
+/// message delivery ([`crate::delivery`]).
 pub async fn start(
     store: Arc<Store>,
     part: NodeNetwork,
     commands: mpsc::Sender<Command>,
     mut stop: watch::Receiver<bool>,
-) -> Result<(Arc<Network>, tokio::task::JoinHandle<()>), cairn_net::NetError> {
+) -> Result<Started, cairn_net::NetError> {
     let persist = Arc::new(StoreRecords(store.clone()));
     let (net, mut events) = Network::start(
         part.key.clone(),
@@ -227,6 +241,47 @@ pub async fn start(
     info!(peer = %net.peer_id(), "network started");
     let handle = net.clone();
     let chain = part.chain;
+    let now = unix_now();
+    let mailbox = if part.serve_mailbox {
+        Some(
+            crate::mailbox::Mailbox::open(store.clone(), now)
+                .map_err(|e| cairn_net::NetError::Start(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let (convs, own_mailboxes) = match &part.identity {
+        Some(me) => {
+            let hot = HotKeys::decode(&me.hot.encode())
+                .map_err(|e| cairn_net::NetError::Start(e.to_string()))?;
+            let convs = crate::conversation::Conversations::open(
+                store.clone(),
+                hot,
+                &me.own.state,
+                net.peer_id().to_bytes(),
+            )
+            .map_err(|e| cairn_net::NetError::Start(e.to_string()))?;
+            let mailboxes = me
+                .own
+                .state
+                .mailboxes
+                .iter()
+                .filter_map(|m| cairn_net::PeerId::from_bytes(m).ok())
+                .collect();
+            (Some(convs), mailboxes)
+        }
+        None => (None, Vec::new()),
+    };
+    let (mail_tx, mail_rx) = mpsc::channel(crate::delivery::MAIL_QUEUE);
+    let (messenger, delivery) = crate::delivery::start(
+        net.clone(),
+        convs,
+        own_mailboxes,
+        mailbox,
+        part.collect,
+        mail_rx,
+        stop.clone(),
+    );
     let me = part.identity.map(Arc::new);
     let task = tokio::spawn(async move {
         let key = me.as_ref().map(|m| dht_key(&m.own.state.id).to_vec());
@@ -282,15 +337,32 @@ pub async fn start(
                         });
                     }
                     Some(NetEvent::RecordStored { .. }) => {}
-                    Some(NetEvent::Mail { .. }) => {}
+                    Some(NetEvent::Mail { id, from, request }) => {
+                        let r = crate::delivery::MailIn { id, from, request };
+                        if let Err(mpsc::error::TrySendError::Full(r)) = mail_tx.try_send(r) {
+                            let n = match &r.request {
+                                MailRequest::Deliver(e) | MailRequest::Deposit(e) => e.len(),
+                                MailRequest::Collect(a) => a.len(),
+                                MailRequest::Remove(x) => x.len(),
+                            };
+                            let busy = MailResponse::Status(vec![MailStatus::Busy; n]);
+                            let h = handle.clone();
+                            tokio::spawn(async move { h.respond(r.id, &busy).await });
+                        }
+                    }
                     None => break,
                 },
                 _ = stop.changed() => break,
             }
         }
+        let _ = delivery.await;
         handle.close().await;
     });
-    Ok((net, task))
+    Ok(Started {
+        net,
+        messenger,
+        task,
+    })
 }
 
 /// A record announced on gossip (already verified by the policy): if it is

@@ -172,6 +172,40 @@ pub fn refresh(
     })
 }
 
+/// Names `mailboxes` (libp2p peer ids, as bytes) as where the identity's
+/// mail is kept while its node is away: an interaction event signed by the
+/// current key, so that contacts find them in the log. Nothing is written
+/// when the log already names exactly these. `hot` must be the current
+/// rotation's keys.
+pub fn set_mailboxes(
+    store: &Store,
+    own: &OwnIdentity,
+    hot: &HotKeys,
+    mut mailboxes: Vec<Vec<u8>>,
+    now: u64,
+) -> Result<OwnIdentity, PrekeyError> {
+    // A log names mailboxes once each, in order.
+    mailboxes.sort();
+    mailboxes.dedup();
+    let state = &own.state;
+    let current = state.current();
+    if hot.index != current.index || hot.signing.public() != current.signing_key {
+        return Err(PrekeyError::WrongKeys);
+    }
+    if state.mailboxes == mailboxes || mailboxes.is_empty() {
+        return Ok(OwnIdentity {
+            log: own.log.clone(),
+            state: state.clone(),
+        });
+    }
+    let items = mailboxes.into_iter().map(Item::Mailbox).collect();
+    let mut log = own.log.clone();
+    log.push(next_interaction(state, now, items)?.sign(&hot.signing)?);
+    let state = log.verify()?;
+    store.put_own_log_and_secrets(&state.id, &log, &[], &[])?;
+    Ok(OwnIdentity { log, state })
+}
+
 /// The interaction event that follows the log whose state is `state`.
 fn next_interaction(state: &LogState, now: u64, items: Vec<Item>) -> Result<Event, PrekeyError> {
     Ok(Event::Interaction(Interaction::new(

@@ -54,7 +54,8 @@ pub const CF_MESSAGES: &str = "messages";
 /// others (`crate::mailbox` gives the layout). It holds addresses, sizes,
 /// times and ciphertext; never an identity.
 pub const CF_MAILBOX: &str = "mailbox";
-/// A sealed secret as stored: `(store key, sealed value)`.
+/// An entry as stored: `(key, value)` (for [`CF_SECRETS`], the value is
+/// sealed).
 pub type SealedEntry = (Vec<u8>, Vec<u8>);
 /// An identity record held for the network: `(DHT key, record bytes)`.
 pub type NetworkRecord = (Vec<u8>, Vec<u8>);
@@ -762,7 +763,7 @@ impl Store {
         cf: &'static str,
         prefix: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<SealedEntry>, StoreError> {
         let mut out = Vec::new();
         for item in self
             .db

@@ -3,84 +3,13 @@
 //! driven through the real binary.
 
 mod common;
+use common::net::{cairn, person, start_node, status_when, stop};
 use common::ok_json;
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cairn_devnet::Devnet;
 use serde_json::Value;
-
-const PASS: &str = "network test passphrase";
-
-fn cairn(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("CAIRN_DATA_DIR")
-        .env("CAIRN_PASSPHRASE", PASS)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cairn")
-}
-
-/// A person: an identity, a config on the devnet and the network.
-fn person(dir: &Path, devnet: &Devnet, bootstrap: &[String]) -> Value {
-    std::fs::create_dir_all(dir).unwrap();
-    let boot: Vec<String> = bootstrap.iter().map(|b| format!("{b:?}")).collect();
-    std::fs::write(
-        dir.join("cairn.toml"),
-        format!(
-            "[bitcoin]\nnetwork = \"regtest\"\nrpc_url = \"{}\"\nrpc_cookie = \"{}\"\nconfirmations = 1\n\n[network]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\nbootstrap = [{}]\n",
-            devnet.url(),
-            devnet.cookie_path().display(),
-            boot.join(", ")
-        ),
-    )
-    .unwrap();
-    ok_json(&cairn(dir, &["--json", "init", "--yes"]))
-}
-
-fn start_node(dir: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["node", "--api", "127.0.0.1:0", "--poll", "1"])
-        .env("CAIRN_PASSPHRASE", PASS)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-/// The node's status once `ready` holds (at most a minute).
-fn status_when(dir: &Path, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = Value::Null;
-    while Instant::now() < deadline {
-        let out = cairn(dir, &["node", "status", "--json"]);
-        if out.status.success() {
-            last = serde_json::from_slice(&out.stdout).unwrap();
-            if ready(&last) {
-                return last;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("not ready within a minute: {last}");
-}
-
-fn stop(dir: &Path, mut child: Child) {
-    ok_json(&cairn(dir, &["node", "stop", "--json"]));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the node did not stop");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn a_contact_is_fetched_by_its_id_through_the_network_and_verified() {

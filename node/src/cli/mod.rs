@@ -2,6 +2,8 @@
 
 pub mod anchor;
 pub mod chain;
+#[cfg(feature = "network")]
+pub mod messages;
 pub mod node;
 mod output;
 mod secrets;

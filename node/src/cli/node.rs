@@ -115,6 +115,8 @@ fn network_part(
             key,
             identity: None,
             chain,
+            serve_mailbox: config.full && config.mailbox,
+            collect: config.collect_interval(),
         }));
     }
     let own = identity::load(store, &ctx.dir)?;
@@ -135,6 +137,8 @@ fn network_part(
             own: refreshed.own,
         }),
         chain,
+        serve_mailbox: config.full && config.mailbox,
+        collect: config.collect_interval(),
     }))
 }
 

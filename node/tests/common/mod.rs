@@ -1,6 +1,8 @@
 //! Helpers shared by the tests that drive the `cairn` binary.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod net;
+
 use std::process::Output;
 
 use serde_json::Value;

@@ -1,0 +1,265 @@
+//! `cairn mailboxes`, `cairn send`, `cairn inbox`, `cairn chat`. Messages
+//! go through the running node (its local API): it holds the sessions and
+//! the network.
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use cairn_node::api::ApiClient;
+use serde_json::{json, Value};
+
+use super::secrets::Purpose;
+use super::{identity, Context, Output};
+
+fn client(ctx: &Context) -> Result<ApiClient> {
+    Ok(ApiClient::connect(ctx.dir.root())?)
+}
+
+/// `cairn mailboxes [PEER_ID…]`: shows the mailbox nodes the log names, or
+/// names these (an interaction event signed with the current key).
+pub fn mailboxes(ctx: &Context, out: &Output, peers: &[String]) -> Result<()> {
+    let (store, own) = ctx.load()?;
+    let own = if peers.is_empty() {
+        own
+    } else {
+        let mut bytes = Vec::new();
+        for p in peers {
+            let id: cairn_net::PeerId = p
+                .parse()
+                .with_context(|| format!("{p:?} is not a libp2p peer id (12D3KooW…)"))?;
+            bytes.push(id.to_bytes());
+        }
+        let pass = ctx.passphrase(Purpose::Existing)?;
+        let hot = identity::unlock_hot(&ctx.dir, &own, &pass)?;
+        cairn_node::prekeys::set_mailboxes(
+            &store,
+            &own,
+            &hot,
+            bytes,
+            cairn_node::chain::unix_now(),
+        )?
+    };
+    let names: Vec<String> = own
+        .state
+        .mailboxes
+        .iter()
+        .map(|b| {
+            cairn_net::PeerId::from_bytes(b)
+                .map(|p| p.to_string())
+                .unwrap_or_else(|_| format!("(not a peer id: {} bytes)", b.len()))
+        })
+        .collect();
+    if out.json {
+        out.json(&json!({ "mailboxes": names }));
+    } else if names.is_empty() {
+        out.line("Your log names no mailbox node: contacts reach you only while your node runs. Name some with `cairn mailboxes PEER_ID…`.");
+    } else {
+        out.line(
+            "Your mailbox nodes (in your log; contacts leave messages there while you are away):",
+        );
+        for n in names {
+            out.line(&format!("  {n}"));
+        }
+    }
+    Ok(())
+}
+
+/// `cairn send CONTACT [TEXT]`: TEXT, or standard input when it is not
+/// given. Returns once the node has stored the message.
+pub fn send(ctx: &Context, out: &Output, to: &str, text: Option<&str>) -> Result<()> {
+    let text = match text {
+        Some(t) => t.to_string(),
+        None => {
+            let mut s = String::new();
+            std::io::stdin()
+                .take(cairn_messaging::payload::MAX_TEXT as u64 + 1)
+                .read_to_string(&mut s)
+                .context("cannot read the message from standard input")?;
+            s.trim_end_matches('\n').to_string()
+        }
+    };
+    let r = client(ctx)?.call("send", json!({ "to": to, "text": text }))?;
+    if out.json {
+        out.json(&r);
+    } else {
+        out.line(&format!(
+            "Message {} to {to} accepted: it is stored and will be delivered (`cairn chat {to}` shows its state).",
+            r["seq"]
+        ));
+    }
+    Ok(())
+}
+
+fn line(m: &Value, names: &Names) -> String {
+    let who = names.name(m["contact"].as_str().unwrap_or("?"));
+    let text = m["text"].as_str().unwrap_or_default();
+    if m["outgoing"].as_bool().unwrap_or(false) {
+        format!(
+            "me → {who} #{}  {text}  [{}]",
+            m["seq"],
+            m["state"].as_str().unwrap_or("?")
+        )
+    } else {
+        format!("{who} #{}  {text}", m["seq"])
+    }
+}
+
+/// Contact names by id, for display.
+struct Names(Vec<(String, String)>);
+
+impl Names {
+    fn load(client: &mut ApiClient) -> Names {
+        let list = client.call("contacts", json!({})).unwrap_or(Value::Null);
+        Names(
+            list.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| {
+                            Some((
+                                c["id"].as_str()?.to_string(),
+                                c["name"].as_str()?.to_string(),
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
+    fn name(&self, id: &str) -> String {
+        self.0
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, n)| n.clone())
+            .unwrap_or_else(|| id.chars().take(16).collect())
+    }
+}
+
+/// `cairn inbox`: messages received and not yet read (now marked read).
+pub fn inbox(ctx: &Context, out: &Output) -> Result<()> {
+    let mut c = client(ctx)?;
+    let unread = c.call("inbox", json!({}))?;
+    if out.json {
+        out.json(&unread);
+        return Ok(());
+    }
+    let names = Names::load(&mut c);
+    let list = unread.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        out.line("No new messages.");
+    }
+    for m in &list {
+        out.line(&line(m, &names));
+    }
+    Ok(())
+}
+
+/// `cairn messages [CONTACT] [--limit N]`.
+pub fn history(ctx: &Context, out: &Output, with: Option<&str>, limit: u64) -> Result<()> {
+    let mut c = client(ctx)?;
+    let list = c.call("messages", json!({ "with": with, "limit": limit }))?;
+    if out.json {
+        out.json(&list);
+        return Ok(());
+    }
+    let names = Names::load(&mut c);
+    let list = list.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        out.line("No messages.");
+    }
+    for m in &list {
+        out.line(&line(m, &names));
+    }
+    Ok(())
+}
+
+/// `cairn chat CONTACT`: the conversation, then new messages as they
+/// arrive and delivery states as they change; each line typed is sent.
+pub fn chat(ctx: &Context, out: &Output, with: &str) -> Result<()> {
+    let mut c = client(ctx)?;
+    let names = Names::load(&mut c);
+    let history = c.call("messages", json!({ "with": with, "limit": 20 }))?;
+    for m in history.as_array().cloned().unwrap_or_default() {
+        out.line(&line(&m, &names));
+    }
+    let mut last = c.call("message_events", json!({}))?["last"]
+        .as_u64()
+        .unwrap_or(0);
+    let _ = c.call("inbox", json!({}));
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        out.line(&format!(
+            "— chatting with {with}; type a message and Enter to send, Ctrl-D to leave —"
+        ));
+    }
+    // Lines typed are sent from their own thread, with their own connection.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let sender_ctx = ctx.dir.root().to_path_buf();
+    let to = with.to_string();
+    std::thread::spawn(move || {
+        let run = || -> Result<()> {
+            let mut c = ApiClient::connect(&sender_ctx)?;
+            for l in std::io::stdin().lock().lines() {
+                let l = l?;
+                if l.trim().is_empty() {
+                    continue;
+                }
+                c.call("send", json!({ "to": to, "text": l }))?;
+            }
+            Ok(())
+        };
+        if let Err(e) = run() {
+            eprintln!("error: {e:#}");
+        }
+        let _ = done_tx.send(());
+    });
+    let id = c.call("contacts", json!({}))?;
+    let contact_id = id
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|x| x["name"].as_str() == Some(with) || x["id"].as_str() == Some(with))
+        })
+        .and_then(|x| x["id"].as_str())
+        .map(str::to_string)
+        .unwrap_or_default();
+    let mut stdout = std::io::stdout();
+    loop {
+        let ended = done_rx.try_recv().is_ok();
+        let r = c.call("message_events", json!({ "after": last, "wait": 1 }))?;
+        last = r["last"].as_u64().unwrap_or(last);
+        let mut read = false;
+        for e in r["events"].as_array().cloned().unwrap_or_default() {
+            if e["contact"].as_str() != Some(&contact_id) {
+                continue;
+            }
+            if e["kind"] == "received" {
+                let _ = writeln!(
+                    stdout,
+                    "{} #{}  {}",
+                    names.name(&contact_id),
+                    e["message"],
+                    e["text"].as_str().unwrap_or_default()
+                );
+                read = true;
+            } else if e["outgoing"].as_bool() == Some(true) {
+                let _ = writeln!(
+                    stdout,
+                    "  (#{} {})",
+                    e["message"],
+                    e["state"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        if read {
+            let _ = c.call("inbox", json!({}));
+        }
+        if ended {
+            // Standard input ended: leave once what was typed has been
+            // handed to the node.
+            std::thread::sleep(Duration::from_millis(200));
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! Messages between people's nodes on loopback (feature `network`): two
+//! mailbox nodes (full nodes without an identity), Alice and Bob, each with
+//! their own data directory, RocksDB and keystore, driven through the real
+//! binary and its local API.
+
+mod common;
+use common::net::{address_of, cairn, configure, free_port, person, start_node, status_when, stop};
+use common::ok_json;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use cairn_devnet::Devnet;
+use cairn_node::api::ApiClient;
+use serde_json::json;
+
+/// A running node and where it is.
+struct Node {
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn start(&mut self) {
+        self.child = Some(start_node(&self.dir));
+        status_when(&self.dir, |s| s["network"]["peers"].as_u64() >= Some(1));
+    }
+
+    fn stop(&mut self) {
+        if let Some(c) = self.child.take() {
+            stop(&self.dir, c);
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    fn api(&self) -> ApiClient {
+        ApiClient::connect(&self.dir).unwrap()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct World {
+    _devnet: Devnet,
+    _tmp: tempfile::TempDir,
+    mailboxes: Vec<Node>,
+    alice: Node,
+    bob: Node,
+}
+
+fn peer_of(address: &str) -> String {
+    address.rsplit('/').next().unwrap().to_string()
+}
+
+/// Two mailbox nodes on fixed ports; Alice and Bob name both in their
+/// logs, have each other as contacts, and run their nodes.
+fn world() -> World {
+    let devnet = Devnet::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let fast = "collect_secs = 1\n";
+    let mut mailboxes = Vec::new();
+    let mut addresses: Vec<String> = Vec::new();
+    for name in ["mailbox1", "mailbox2"] {
+        let dir = tmp.path().join(name);
+        let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+        configure(&dir, &devnet, &listen, &addresses, fast);
+        let child = start_node(&dir);
+        addresses.push(address_of(&dir));
+        mailboxes.push(Node {
+            dir,
+            child: Some(child),
+        });
+    }
+    let peers: Vec<String> = addresses.iter().map(|a| peer_of(a)).collect();
+    let mut people = Vec::new();
+    for name in ["alice", "bob"] {
+        let dir = tmp.path().join(name);
+        person(&dir, &devnet, &addresses);
+        configure(&dir, &devnet, "/ip4/127.0.0.1/tcp/0", &addresses, fast);
+        let mut args = vec!["--json", "mailboxes"];
+        args.extend(peers.iter().map(String::as_str));
+        let named = ok_json(&cairn(&dir, &args));
+        assert_eq!(named["mailboxes"].as_array().unwrap().len(), 2);
+        people.push(dir);
+    }
+    for (me, other, name) in [
+        (&people[0], &people[1], "bob"),
+        (&people[1], &people[0], "alice"),
+    ] {
+        let bundle = ok_json(&cairn(other, &["--json", "id", "export"]));
+        ok_json(&cairn(
+            me,
+            &[
+                "--json",
+                "contact",
+                "add",
+                bundle["bundle"].as_str().unwrap(),
+                "--name",
+                name,
+            ],
+        ));
+    }
+    let mut alice = Node {
+        dir: people[0].clone(),
+        child: None,
+    };
+    let mut bob = Node {
+        dir: people[1].clone(),
+        child: None,
+    };
+    alice.start();
+    bob.start();
+    World {
+        _devnet: devnet,
+        _tmp: tmp,
+        mailboxes,
+        alice,
+        bob,
+    }
+}
+
+/// One look at `node`'s inbox: the messages from `from` not read yet (now
+/// marked read), with their numbers.
+fn read_inbox(api: &mut ApiClient, from: &str) -> Vec<(u64, String)> {
+    let contacts = api.call("contacts", json!({})).unwrap();
+    let id = contacts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == from)
+        .unwrap()["id"]
+        .clone();
+    let unread = api.call("inbox", json!({})).unwrap();
+    unread
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["contact"] == id)
+        .map(|m| {
+            (
+                m["seq"].as_u64().unwrap(),
+                m["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Reads `node`'s inbox until `n` messages from `from` have come (at most
+/// `secs`), checking that none comes twice and that they come in order.
+fn receive(node: &Node, from: &str, n: usize, secs: u64) -> Vec<String> {
+    let mut api = node.api();
+    let mut got: Vec<(u64, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while got.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} messages from {from} arrived",
+            got.len()
+        );
+        for (seq, text) in read_inbox(&mut api, from) {
+            if let Some(last) = got.last() {
+                assert!(
+                    seq > last.0,
+                    "message {seq} after {} (twice, or out of order)",
+                    last.0
+                );
+            }
+            got.push((seq, text));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let more = read_inbox(&mut api, from);
+    assert!(more.is_empty(), "more messages than sent: {more:?}");
+    got.into_iter().map(|(_, t)| t).collect()
+}
+
+/// The states of the messages `node` sent to `to`, by number.
+fn states(node: &Node, to: &str) -> BTreeMap<u64, String> {
+    let list = node
+        .api()
+        .call("messages", json!({ "with": to, "limit": 10_000 }))
+        .unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["outgoing"] == true)
+        .map(|m| {
+            (
+                m["seq"].as_u64().unwrap(),
+                m["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn wait_states(node: &Node, to: &str, n: usize, ok: &[&str], secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = states(node, to);
+        if s.len() == n && s.values().all(|v| ok.contains(&v.as_str())) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "states: {s:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn send_all(dir: &Path, to: &str, prefix: &str, n: usize) -> Vec<String> {
+    let mut api = ApiClient::connect(dir).unwrap();
+    (0..n)
+        .map(|i| {
+            let text = format!("{prefix} {i}");
+            api.call("send", json!({ "to": to, "text": text })).unwrap();
+            text
+        })
+        .collect()
+}
+
+#[test]
+fn alice_and_bob_chat_both_ways_and_each_message_arrives_once_in_order() {
+    let w = world();
+    // Through the command line first: the first message sets up the
+    // session (sealed to Bob's prekey, through the mailboxes).
+    let sent = ok_json(&cairn(
+        &w.alice.dir,
+        &["--json", "send", "bob", "hello Bob"],
+    ));
+    assert_eq!(sent["seq"], 1);
+    assert_eq!(receive(&w.bob, "alice", 1, 60), ["hello Bob"]);
+    let r = ok_json(&cairn(&w.bob.dir, &["--json", "send", "alice", "hi Alice"]));
+    assert_eq!(r["seq"], 1);
+    assert_eq!(receive(&w.alice, "bob", 1, 60), ["hi Alice"]);
+    wait_states(&w.alice, "bob", 1, &["read"], 60);
+
+    // 1,000 each way at once.
+    let n = 1000;
+    let (a, b) = (w.alice.dir.clone(), w.bob.dir.clone());
+    let ta = std::thread::spawn(move || send_all(&a, "bob", "from Alice", n));
+    let tb = std::thread::spawn(move || send_all(&b, "alice", "from Bob", n));
+    let (from_alice, from_bob) = (ta.join().unwrap(), tb.join().unwrap());
+    assert_eq!(receive(&w.bob, "alice", n, 120), from_alice);
+    assert_eq!(receive(&w.alice, "bob", n, 120), from_bob);
+    wait_states(&w.alice, "bob", n + 1, &["delivered", "read"], 60);
+    wait_states(&w.bob, "alice", n + 1, &["delivered", "read"], 60);
+
+    // Bad input from the API gets a clear error.
+    let mut api = w.alice.api();
+    let err = api
+        .call("send", json!({ "to": "carol", "text": "x" }))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("carol"), "{err}");
+    let err = api
+        .call("send", json!({ "to": "bob", "text": "" }))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("empty"), "{err}");
+}
+
+impl World {
+    fn stop_all(&mut self) {
+        self.alice.stop();
+        self.bob.stop();
+        for m in &mut self.mailboxes {
+            m.stop();
+        }
+    }
+}
+
+#[test]
+fn messages_wait_at_the_mailboxes_while_bob_is_away_and_one_mailbox_is_lost() {
+    let mut w = world();
+    ok_json(&cairn(&w.alice.dir, &["--json", "send", "bob", "first"]));
+    assert_eq!(receive(&w.bob, "alice", 1, 60), ["first"]);
+    wait_states(&w.alice, "bob", 1, &["delivered", "read"], 60);
+
+    w.bob.stop();
+    let mut sent = send_all(&w.alice.dir, "bob", "while away", 50);
+    wait_states(&w.alice, "bob", 51, &["delivered", "read", "stored"], 60);
+    // One mailbox node is lost (killed); the rest go to the other.
+    w.mailboxes[0].kill();
+    sent.extend(send_all(&w.alice.dir, "bob", "after the loss", 50));
+    wait_states(&w.alice, "bob", 101, &["delivered", "read", "stored"], 60);
+
+    // What the remaining mailbox node keeps names neither person, nor any
+    // of their keys: addresses, times and ciphertext.
+    w.mailboxes[1].stop();
+    w.alice.stop();
+    {
+        let store = cairn_node::Store::open(&w.mailboxes[1].dir.join("store")).unwrap();
+        let kept = store
+            .scan(cairn_node::store::CF_MAILBOX, b"", usize::MAX)
+            .unwrap();
+        assert!(kept.len() >= 100, "{} envelopes kept", kept.len());
+        let mut secrets: Vec<Vec<u8>> = Vec::new();
+        for dir in [&w.alice.dir, &w.bob.dir] {
+            let id = ok_json(&cairn(dir, &["--json", "id"]));
+            let parsed: cairn_wallet::IdentityId = id["id"].as_str().unwrap().parse().unwrap();
+            secrets.push(parsed.0.to_vec());
+            for k in ["signing_key", "messaging_key"] {
+                if let Some(h) = id[k].as_str() {
+                    secrets.push(hex(h));
+                }
+            }
+            for p in ok_json(&cairn(dir, &["--json", "prekeys"]))
+                .as_array()
+                .unwrap()
+            {
+                secrets.push(hex(p["key"].as_str().unwrap()));
+            }
+        }
+        assert!(secrets.len() >= 6);
+        for (k, v) in &kept {
+            for s in &secrets {
+                let hit = |b: &[u8]| b.windows(s.len()).any(|w| w == &s[..]);
+                assert!(
+                    !hit(k) && !hit(v),
+                    "a mailbox entry holds an identity or key"
+                );
+            }
+            assert!(!v.windows(10).any(|w| w == b"while away"));
+        }
+    }
+    // The mailbox node comes back (its peers are all away: none to wait for).
+    w.mailboxes[1].child = Some(start_node(&w.mailboxes[1].dir));
+    address_of(&w.mailboxes[1].dir);
+    w.alice.start();
+    w.bob.start();
+    let got = receive(&w.bob, "alice", 100, 120);
+    assert_eq!(got, sent);
+    wait_states(&w.alice, "bob", 101, &["delivered", "read"], 60);
+    w.stop_all();
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_message_accepted_survives_sigkills_of_the_sender_and_arrives_once() {
+    let mut w = world();
+    ok_json(&cairn(&w.alice.dir, &["--json", "send", "bob", "before"]));
+    assert_eq!(receive(&w.bob, "alice", 1, 60), ["before"]);
+    let mut accepted = Vec::new();
+    for round in 0..20 {
+        // A burst of sends; the node is killed in the middle of it.
+        let dir = w.alice.dir.clone();
+        let sender = std::thread::spawn(move || {
+            let mut ok = Vec::new();
+            let Ok(mut api) = ApiClient::connect(&dir) else {
+                return ok;
+            };
+            for i in 0..50 {
+                let text = format!("round {round} message {i}");
+                match api.call("send", json!({ "to": "bob", "text": text })) {
+                    Ok(_) => ok.push(text),
+                    Err(_) => break,
+                }
+            }
+            ok
+        });
+        std::thread::sleep(Duration::from_millis(20 + 7 * round));
+        w.alice.kill();
+        accepted.extend(sender.join().unwrap());
+        w.alice.start();
+    }
+    assert!(
+        accepted.len() >= 20,
+        "only {} sends were accepted",
+        accepted.len()
+    );
+    // Every accepted message arrives, once, in order; messages whose
+    // acceptance the kill cut off may arrive too.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut got: Vec<String> = Vec::new();
+    let mut last_seq = 1;
+    let mut api = w.bob.api();
+    while !accepted.iter().all(|a| got.contains(a)) {
+        if Instant::now() > deadline {
+            let mine = w
+                .alice
+                .api()
+                .call("messages", json!({"with": "bob", "limit": 5000}))
+                .unwrap();
+            panic!(
+                "missing: {:?}\nalice: {mine}",
+                accepted
+                    .iter()
+                    .filter(|a| !got.contains(a))
+                    .collect::<Vec<_>>()
+            );
+        }
+        for (seq, text) in read_inbox(&mut api, "alice") {
+            assert!(seq > last_seq, "message {seq} after {last_seq}");
+            last_seq = seq;
+            assert!(!got.contains(&text), "{text} came twice");
+            got.push(text);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut order = accepted
+        .iter()
+        .map(|a| got.iter().position(|g| g == a).unwrap());
+    let mut last = order.next().unwrap();
+    for p in order {
+        assert!(p > last, "out of order: {got:?}");
+        last = p;
+    }
+    w.stop_all();
+}
