@@ -466,7 +466,10 @@ async fn messages(ctx: &ApiContext, method: &str, params: &Value) -> Result<Valu
             _ => {
                 let after = number_param(params, "after", 0, u64::MAX)?;
                 let wait = number_param(params, "wait", 0, MAX_EVENTS_WAIT_SECS)?;
-                let events = m.events(after, Duration::from_secs(wait)).await;
+                let events = m
+                    .events(after, Duration::from_secs(wait))
+                    .await
+                    .map_err(failed)?;
                 let last = events.last().map(|e| e.seq).unwrap_or(after);
                 Ok(json!({"events": events, "last": last}))
             }

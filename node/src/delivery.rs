@@ -12,16 +12,19 @@
 //!   and removes what it took.
 //! - A full node keeps envelopes for others ([`Mailbox`]).
 //!
-//! Store work runs on the blocking pool; conversations are behind one
-//! mutex, so that each change is whole.
+//! One task owns the conversations and the mailbox; the API and the
+//! network's helpers ask it over a bounded channel ([`Ask`]), and it runs
+//! each store operation on the blocking pool. Network I/O (sending,
+//! collecting) runs in tasks of its own that ask the owner for what they
+//! need, so that a slow peer never holds the conversations.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_net::{MailRequest, MailResponse, MailStatus, NetError, Network, PeerId};
 use cairn_wallet::IdentityId;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::chain::unix_now;
@@ -42,6 +45,8 @@ const SWEEP: Duration = Duration::from_secs(3600);
 const MAX_REQUEST_BYTES: usize = 1024 * 1024 - 64 * 4;
 /// Mail requests from peers waiting for this node.
 pub const MAIL_QUEUE: usize = 256;
+/// Requests waiting for the task that owns the conversations.
+const ASK_QUEUE: usize = 256;
 
 /// Delivery failures, as the API reports them.
 #[derive(Debug, thiserror::Error)]
@@ -49,50 +54,75 @@ pub enum DeliveryError {
     /// The conversation refused.
     #[error(transparent)]
     Conversation(#[from] ConversationError),
-    /// The node has no identity: it cannot send or receive messages.
-    #[error("this node has no identity: messages need one (`cairn init` or `cairn restore`)")]
-    NoIdentity,
-    /// A task failed.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// The delivery task has stopped.
+    #[error("the node is stopping")]
+    Stopped,
+}
+
+/// What the owner of the conversations is asked.
+enum Ask {
+    Send {
+        to: IdentityId,
+        text: String,
+        reply: oneshot::Sender<Result<u64, ConversationError>>,
+    },
+    History {
+        with: Option<IdentityId>,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<Message>, ConversationError>>,
+    },
+    Unread {
+        reply: oneshot::Sender<Result<Vec<Message>, ConversationError>>,
+    },
+    Events {
+        after: u64,
+        reply: oneshot::Sender<Vec<MessageEvent>>,
+    },
+    Take {
+        envelopes: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Vec<Received>>,
+    },
+    Sent {
+        report: Vec<(IdentityId, Vec<u64>, Sent)>,
+    },
+    Addresses {
+        epochs: u64,
+        reply: oneshot::Sender<Vec<[u8; 32]>>,
+    },
+}
+
+/// A handle on the owner of the conversations.
+#[derive(Clone)]
+struct Owner(mpsc::Sender<Ask>);
+
+impl Owner {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Ask,
+    ) -> Result<T, DeliveryError> {
+        let (reply, answer) = oneshot::channel();
+        self.0
+            .send(make(reply))
+            .await
+            .map_err(|_| DeliveryError::Stopped)?;
+        answer.await.map_err(|_| DeliveryError::Stopped)
+    }
 }
 
 /// The messaging side of a running node: what the API calls.
 pub struct Messenger {
-    convs: Arc<Mutex<Conversations>>,
-    nudge: Arc<Notify>,
-    events: watch::Sender<u64>,
-    net: Arc<Network>,
+    owner: Owner,
+    events: watch::Receiver<u64>,
 }
 
 impl Messenger {
-    async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Conversations) -> Result<T, ConversationError> + Send + 'static,
-    ) -> Result<T, DeliveryError> {
-        let convs = self.convs.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            let mut c = convs
-                .lock()
-                .map_err(|_| DeliveryError::Internal("conversations poisoned".into()))?;
-            f(&mut c).map_err(DeliveryError::from)
-        })
-        .await
-        .map_err(|e| DeliveryError::Internal(e.to_string()))?;
-        self.events.send_replace(self.last_event());
-        r
-    }
-
-    fn last_event(&self) -> u64 {
-        self.convs.lock().map(|c| c.last_event()).unwrap_or(0)
-    }
-
     /// Queues `text` for `to` (durable when this returns) and sends it at
     /// once. Returns the message's number.
     pub async fn send(&self, to: IdentityId, text: String) -> Result<u64, DeliveryError> {
-        let seq = self.with(move |c| c.send(&to, &text, unix_now())).await?;
-        self.nudge.notify_one();
-        Ok(seq)
+        Ok(self
+            .owner
+            .ask(|reply| Ask::Send { to, text, reply })
+            .await??)
     }
 
     /// The conversation with `with` (every one if `None`): the newest
@@ -102,35 +132,37 @@ impl Messenger {
         with: Option<IdentityId>,
         limit: usize,
     ) -> Result<Vec<Message>, DeliveryError> {
-        self.with(move |c| c.history(with.as_ref(), limit)).await
+        Ok(self
+            .owner
+            .ask(|reply| Ask::History { with, limit, reply })
+            .await??)
     }
 
     /// Received messages not yet read; they are marked read and read
     /// receipts go to their senders.
     pub async fn take_unread(&self) -> Result<Vec<Message>, DeliveryError> {
-        let (unread, out) = self.with(|c| c.take_unread(unix_now())).await?;
-        tokio::spawn(transmit(self.net.clone(), self.convs.clone(), out));
-        Ok(unread)
+        Ok(self.owner.ask(|reply| Ask::Unread { reply }).await??)
     }
 
     /// Events after `after`; waits up to `wait` for one if there is none.
-    pub async fn events(&self, after: u64, wait: Duration) -> Vec<MessageEvent> {
-        let mut rx = self.events.subscribe();
+    pub async fn events(
+        &self,
+        after: u64,
+        wait: Duration,
+    ) -> Result<Vec<MessageEvent>, DeliveryError> {
+        let mut rx = self.events.clone();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let found = self
-                .convs
-                .lock()
-                .map(|c| c.events_after(after, 256))
-                .unwrap_or_default();
+            rx.borrow_and_update();
+            let found = self.owner.ask(|reply| Ask::Events { after, reply }).await?;
             if !found.is_empty() {
-                return found;
+                return Ok(found);
             }
             if tokio::time::timeout_at(deadline, rx.changed())
                 .await
                 .is_err()
             {
-                return Vec::new();
+                return Ok(Vec::new());
             }
         }
     }
@@ -146,9 +178,45 @@ pub struct MailIn {
     pub request: MailRequest,
 }
 
-/// Starts delivery: the messenger (with an identity) and the loop that
-/// sends what is due, collects from the own mailboxes and answers peers'
-/// mail requests (`mail`). Ends when `stop` turns true.
+/// Runs `f` on the blocking pool with the value `slot` holds, and puts it
+/// back: the task that owns it lends it to one store operation at a time.
+async fn lend<V: Send + 'static, T: Send + 'static>(
+    slot: &mut Option<V>,
+    f: impl FnOnce(&mut V) -> T + Send + 'static,
+) -> Option<T> {
+    let mut v = slot.take()?;
+    match tokio::task::spawn_blocking(move || {
+        let r = f(&mut v);
+        (v, r)
+    })
+    .await
+    {
+        Ok((v, r)) => {
+            *slot = Some(v);
+            Some(r)
+        }
+        Err(e) => {
+            // A panic in a store operation: the state it held is gone; the
+            // node goes on without it and says so.
+            warn!("a store operation failed: {e}");
+            None
+        }
+    }
+}
+
+/// What the owning task holds.
+struct State {
+    convs: Option<Conversations>,
+    mailbox: Option<Mailbox>,
+    net: Arc<Network>,
+    owner: Owner,
+    events: watch::Sender<u64>,
+}
+
+/// Starts delivery: the task that owns the conversations (with an
+/// identity) and the mailbox (on a full node), sends what is due, collects
+/// from the own mailboxes and answers peers' mail requests (`mail`). Ends
+/// when `stop` turns true.
 pub fn start(
     net: Arc<Network>,
     convs: Option<Conversations>,
@@ -158,18 +226,23 @@ pub fn start(
     mut mail: mpsc::Receiver<MailIn>,
     mut stop: watch::Receiver<bool>,
 ) -> (Option<Arc<Messenger>>, tokio::task::JoinHandle<()>) {
-    let convs = convs.map(|c| Arc::new(Mutex::new(c)));
-    let mailbox = mailbox.map(|m| Arc::new(Mutex::new(m)));
-    let nudge = Arc::new(Notify::new());
-    let (events, _) = watch::channel(0);
-    let messenger = convs.as_ref().map(|c| {
+    let (ask_tx, mut asks) = mpsc::channel(ASK_QUEUE);
+    let owner = Owner(ask_tx);
+    let (events, events_rx) = watch::channel(0);
+    let messenger = convs.as_ref().map(|_| {
         Arc::new(Messenger {
-            convs: c.clone(),
-            nudge: nudge.clone(),
-            events: events.clone(),
-            net: net.clone(),
+            owner: owner.clone(),
+            events: events_rx,
         })
     });
+    let has_identity = convs.is_some();
+    let mut st = State {
+        convs,
+        mailbox,
+        net,
+        owner,
+        events,
+    };
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         let mut collect_tick = tokio::time::interval(collect);
@@ -177,40 +250,30 @@ pub fn start(
         let mut first_collect = true;
         loop {
             tokio::select! {
-                _ = tick.tick() => {
-                    if let Some(c) = &convs { due(&net, c, &events).await; }
-                }
-                _ = nudge.notified() => {
-                    if let Some(c) = &convs { due(&net, c, &events).await; }
-                }
+                _ = tick.tick() => st.due().await,
                 _ = collect_tick.tick() => {
-                    if let Some(c) = &convs {
-                        if !own_mailboxes.is_empty() {
-                            // Everything kept while the node was away first,
-                            // then the recent epochs.
-                            let epochs = if first_collect { u64::MAX } else { 1 };
-                            first_collect = false;
-                            tokio::spawn(collect_all(net.clone(), c.clone(), own_mailboxes.clone(), epochs, events.clone()));
-                        }
+                    if has_identity && !own_mailboxes.is_empty() {
+                        // Everything kept while the node was away first,
+                        // then the recent epochs.
+                        let epochs = if first_collect { u64::MAX } else { 1 };
+                        first_collect = false;
+                        tokio::spawn(collect_all(st.net.clone(), st.owner.clone(), own_mailboxes.clone(), epochs));
                     }
                 }
                 _ = sweep.tick() => {
-                    if let Some(m) = mailbox.clone() {
-                        let _ = tokio::task::spawn_blocking(move || {
-                            if let Ok(mut m) = m.lock() {
-                                match m.sweep(unix_now()) {
-                                    Ok(n) if n > 0 => info!(forgotten = n, "expired envelopes forgotten"),
-                                    Ok(_) => {}
-                                    Err(e) => warn!("mailbox sweep failed: {e}"),
-                                }
-                            }
-                        }).await;
+                    let swept = lend(&mut st.mailbox, |m| m.sweep(unix_now())).await;
+                    match swept {
+                        Some(Ok(n)) if n > 0 => info!(forgotten = n, "expired envelopes forgotten"),
+                        Some(Err(e)) => warn!("mailbox sweep failed: {e}"),
+                        _ => {}
                     }
                 }
+                ask = asks.recv() => match ask {
+                    Some(a) => st.ask(a).await,
+                    None => break,
+                },
                 request = mail.recv() => match request {
-                    Some(r) => {
-                        tokio::spawn(answer(net.clone(), convs.clone(), mailbox.clone(), r, events.clone()));
-                    }
+                    Some(r) => st.mail(r).await,
                     None => break,
                 },
                 _ = stop.changed() => break,
@@ -220,23 +283,175 @@ pub fn start(
     (messenger, task)
 }
 
-/// Sends what is due.
-async fn due(net: &Arc<Network>, convs: &Arc<Mutex<Conversations>>, events: &watch::Sender<u64>) {
-    let c = convs.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut c = c.lock().map_err(|_| "poisoned".to_string())?;
-        c.due(unix_now()).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r);
-    match out {
-        Ok(out) if !out.is_empty() => {
-            events.send_modify(|n| *n += 1);
-            tokio::spawn(transmit(net.clone(), convs.clone(), out));
+impl State {
+    fn changed(&self) {
+        self.events.send_modify(|n| *n += 1);
+    }
+
+    fn transmit(&self, out: Vec<Outgoing>) {
+        if !out.is_empty() {
+            tokio::spawn(transmit(self.net.clone(), self.owner.clone(), out));
         }
-        Ok(_) => {}
-        Err(e) => warn!("cannot prepare messages: {e}"),
+    }
+
+    /// Sends what is due.
+    async fn due(&mut self) {
+        match lend(&mut self.convs, |c| c.due(unix_now())).await {
+            Some(Ok(out)) => {
+                if !out.is_empty() {
+                    self.changed();
+                }
+                self.transmit(out);
+            }
+            Some(Err(e)) => warn!("cannot prepare messages: {e}"),
+            None => {}
+        }
+    }
+
+    /// Takes envelopes (delivered or collected): what became of each; sends
+    /// what they call for (answers, receipts).
+    async fn take(&mut self, envelopes: Vec<Vec<u8>>) -> Vec<Received> {
+        let n = envelopes.len();
+        match lend(&mut self.convs, move |c| c.receive(&envelopes, unix_now())).await {
+            Some(Ok((answers, out))) => {
+                self.changed();
+                self.transmit(out);
+                answers
+            }
+            Some(Err(e)) => {
+                warn!("cannot take envelopes: {e}");
+                // Not stored: the sender or the mailbox offers them again.
+                vec![Received::Unknown; n]
+            }
+            None => vec![Received::Unknown; n],
+        }
+    }
+
+    async fn ask(&mut self, ask: Ask) {
+        let gone = || ConversationError::Damaged("the conversations are unavailable".into());
+        match ask {
+            Ask::Send { to, text, reply } => {
+                let r = lend(&mut self.convs, move |c| c.send(&to, &text, unix_now())).await;
+                let _ = reply.send(r.unwrap_or_else(|| Err(gone())));
+                self.changed();
+                // At once, not at the next tick.
+                self.due().await;
+            }
+            Ask::History { with, limit, reply } => {
+                let r = lend(&mut self.convs, move |c| c.history(with.as_ref(), limit)).await;
+                let _ = reply.send(r.unwrap_or_else(|| Err(gone())));
+            }
+            Ask::Unread { reply } => {
+                let r = lend(&mut self.convs, |c| c.take_unread(unix_now())).await;
+                let r = r.unwrap_or_else(|| Err(gone())).map(|(unread, out)| {
+                    self.transmit(out);
+                    unread
+                });
+                let _ = reply.send(r);
+            }
+            Ask::Events { after, reply } => {
+                let found = self
+                    .convs
+                    .as_ref()
+                    .map(|c| c.events_after(after, 256))
+                    .unwrap_or_default();
+                let _ = reply.send(found);
+            }
+            Ask::Take { envelopes, reply } => {
+                let r = self.take(envelopes).await;
+                let _ = reply.send(r);
+            }
+            Ask::Sent { report } => {
+                let r = lend(&mut self.convs, move |c| {
+                    for (id, seqs, how) in report {
+                        c.sent(&id, &seqs, how)?;
+                    }
+                    Ok::<(), ConversationError>(())
+                })
+                .await;
+                if let Some(Err(e)) = r {
+                    warn!("cannot record a delivery: {e}");
+                }
+                self.changed();
+            }
+            Ask::Addresses { epochs, reply } => {
+                let r = lend(&mut self.convs, move |c| {
+                    c.collect_addresses(unix_now(), epochs)
+                })
+                .await
+                .unwrap_or_default();
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// Answers a peer's mail request.
+    async fn mail(&mut self, r: MailIn) {
+        let now = unix_now();
+        let response = match r.request {
+            MailRequest::Deliver(envs) => {
+                if self.convs.is_some() {
+                    MailResponse::Status(
+                        self.take(envs)
+                            .await
+                            .into_iter()
+                            .map(|a| match a {
+                                Received::Taken => MailStatus::Accepted,
+                                Received::Unknown => MailStatus::Unknown,
+                                Received::Refused => MailStatus::Invalid,
+                            })
+                            .collect(),
+                    )
+                } else {
+                    MailResponse::Status(vec![MailStatus::NotServed; envs.len()])
+                }
+            }
+            MailRequest::Deposit(envs) => {
+                let n = envs.len();
+                if self.mailbox.is_none() {
+                    MailResponse::Status(vec![MailStatus::NotServed; n])
+                } else {
+                    match lend(&mut self.mailbox, move |m| m.deposit(&envs, now)).await {
+                        Some(Ok(d)) => MailResponse::Status(
+                            d.into_iter()
+                                .map(|d| match d {
+                                    Deposit::Kept => MailStatus::Accepted,
+                                    Deposit::Invalid => MailStatus::Invalid,
+                                    Deposit::Full => MailStatus::Full,
+                                })
+                                .collect(),
+                        ),
+                        _ => MailResponse::Status(vec![MailStatus::Busy; n]),
+                    }
+                }
+            }
+            MailRequest::Collect(addresses) => MailResponse::Envelopes(
+                lend(&mut self.mailbox, move |m| m.collect(&addresses, now))
+                    .await
+                    .and_then(|r| r.ok())
+                    .unwrap_or_default(),
+            ),
+            MailRequest::Remove(entries) => {
+                let n = entries.len();
+                let status = if self.mailbox.is_none() {
+                    MailStatus::NotServed
+                } else {
+                    match lend(&mut self.mailbox, move |m| m.remove(&entries)).await {
+                        Some(Ok(())) => MailStatus::Accepted,
+                        _ => MailStatus::Busy,
+                    }
+                };
+                MailResponse::Status(vec![status; n])
+            }
+        };
+        let (net, id, from) = (self.net.clone(), r.id, r.from);
+        // The answer goes out from its own task: the network's command queue
+        // may be full, and this task must not wait on it.
+        tokio::spawn(async move {
+            if let Err(e) = net.respond(id, &response).await {
+                debug!(%from, "mail answer not sent: {e}");
+            }
+        });
     }
 }
 
@@ -305,7 +520,7 @@ async fn send_to(
 /// Sends envelopes: directly where the contact's node is known, to the
 /// contact's mailboxes otherwise or when that fails; then records what
 /// became of the messages they carry.
-async fn transmit(net: Arc<Network>, convs: Arc<Mutex<Conversations>>, out: Vec<Outgoing>) {
+async fn transmit(net: Arc<Network>, owner: Owner, out: Vec<Outgoing>) {
     let mut how = vec![Sent::No; out.len()];
     let mut direct: HashMap<PeerId, Vec<(usize, Vec<u8>)>> = HashMap::new();
     let mut order: Vec<PeerId> = Vec::new();
@@ -348,71 +563,15 @@ async fn transmit(net: Arc<Network>, convs: Arc<Mutex<Conversations>>, out: Vec<
         .filter(|(o, _)| !o.seqs.is_empty())
         .map(|(o, h)| (o.contact, o.seqs.clone(), *h))
         .collect();
-    if report.is_empty() {
-        return;
-    }
-    let _ = tokio::task::spawn_blocking(move || {
-        if let Ok(mut c) = convs.lock() {
-            for (id, seqs, h) in report {
-                if let Err(e) = c.sent(&id, &seqs, h) {
-                    warn!("cannot record a delivery: {e}");
-                }
-            }
-        }
-    })
-    .await;
-}
-
-/// Takes envelopes (delivered or collected): what became of each, and
-/// sends what they call for (answers, receipts).
-async fn take(
-    net: &Arc<Network>,
-    convs: &Arc<Mutex<Conversations>>,
-    envelopes: Vec<Vec<u8>>,
-    events: &watch::Sender<u64>,
-) -> Vec<Received> {
-    let n = envelopes.len();
-    let c = convs.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        let mut c = c.lock().map_err(|_| "poisoned".to_string())?;
-        c.receive(&envelopes, unix_now()).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r);
-    match r {
-        Ok((answers, out)) => {
-            events.send_modify(|n| *n += 1);
-            if !out.is_empty() {
-                tokio::spawn(transmit(net.clone(), convs.clone(), out));
-            }
-            answers
-        }
-        Err(e) => {
-            warn!("cannot take envelopes: {e}");
-            // Not stored: the sender or the mailbox will offer them again.
-            vec![Received::Unknown; n]
-        }
+    if !report.is_empty() {
+        let _ = owner.0.send(Ask::Sent { report }).await;
     }
 }
 
 /// Collects from every own mailbox node what waits under this node's
 /// addresses, takes it and removes it there.
-async fn collect_all(
-    net: Arc<Network>,
-    convs: Arc<Mutex<Conversations>>,
-    mailboxes: Vec<PeerId>,
-    epochs: u64,
-    events: watch::Sender<u64>,
-) {
-    let c = convs.clone();
-    let Ok(Ok(addresses)) = tokio::task::spawn_blocking(move || {
-        c.lock()
-            .map(|mut c| c.collect_addresses(unix_now(), epochs))
-            .map_err(|_| ())
-    })
-    .await
-    else {
+async fn collect_all(net: Arc<Network>, owner: Owner, mailboxes: Vec<PeerId>, epochs: u64) {
+    let Ok(addresses) = owner.ask(|reply| Ask::Addresses { epochs, reply }).await else {
         return;
     };
     for m in mailboxes {
@@ -435,112 +594,29 @@ async fn collect_all(
                     break;
                 }
                 let full = envs.len() >= cairn_net::mail::MAX_BATCH;
-                let answers = take(&net, &convs, envs.clone(), &events).await;
+                let Ok(answers) = owner
+                    .ask(|reply| Ask::Take {
+                        envelopes: envs.clone(),
+                        reply,
+                    })
+                    .await
+                else {
+                    return;
+                };
+                // What was taken (or refused for good) is removed there.
                 let done: Vec<([u8; 32], [u8; 32])> = envs
                     .iter()
                     .zip(&answers)
                     .filter(|(_, a)| **a != Received::Unknown)
                     .filter_map(|(e, _)| Some((e.get(..32)?.try_into().ok()?, digest(e))))
                     .collect();
-                let removed = done.len();
-                if !done.is_empty() {
-                    for part in done.chunks(cairn_net::mail::MAX_BATCH) {
-                        let _ = net.mail(m, &MailRequest::Remove(part.to_vec())).await;
-                    }
+                for part in done.chunks(cairn_net::mail::MAX_BATCH) {
+                    let _ = net.mail(m, &MailRequest::Remove(part.to_vec())).await;
                 }
-                if !full || removed == 0 {
+                if !full || done.is_empty() {
                     break;
                 }
             }
         }
-    }
-}
-
-/// Answers a peer's mail request.
-async fn answer(
-    net: Arc<Network>,
-    convs: Option<Arc<Mutex<Conversations>>>,
-    mailbox: Option<Arc<Mutex<Mailbox>>>,
-    r: MailIn,
-    events: watch::Sender<u64>,
-) {
-    let now = unix_now();
-    let response = match r.request {
-        MailRequest::Deliver(envs) => match &convs {
-            Some(c) => MailResponse::Status(
-                take(&net, c, envs, &events)
-                    .await
-                    .into_iter()
-                    .map(|a| match a {
-                        Received::Taken => MailStatus::Accepted,
-                        Received::Unknown => MailStatus::Unknown,
-                        Received::Refused => MailStatus::Invalid,
-                    })
-                    .collect(),
-            ),
-            None => MailResponse::Status(vec![MailStatus::NotServed; envs.len()]),
-        },
-        MailRequest::Deposit(envs) => {
-            let n = envs.len();
-            match mailbox {
-                Some(m) => {
-                    let r = tokio::task::spawn_blocking(move || {
-                        m.lock()
-                            .map_err(|_| "poisoned".to_string())
-                            .and_then(|mut m| m.deposit(&envs, now).map_err(|e| e.to_string()))
-                    })
-                    .await;
-                    match r {
-                        Ok(Ok(d)) => MailResponse::Status(
-                            d.into_iter()
-                                .map(|d| match d {
-                                    Deposit::Kept => MailStatus::Accepted,
-                                    Deposit::Invalid => MailStatus::Invalid,
-                                    Deposit::Full => MailStatus::Full,
-                                })
-                                .collect(),
-                        ),
-                        _ => MailResponse::Status(vec![MailStatus::Busy; n]),
-                    }
-                }
-                None => MailResponse::Status(vec![MailStatus::NotServed; n]),
-            }
-        }
-        MailRequest::Collect(addresses) => match mailbox {
-            Some(m) => {
-                let r = tokio::task::spawn_blocking(move || {
-                    m.lock()
-                        .map_err(|_| ())
-                        .and_then(|m| m.collect(&addresses, now).map_err(|_| ()))
-                })
-                .await;
-                MailResponse::Envelopes(r.ok().and_then(|r| r.ok()).unwrap_or_default())
-            }
-            None => MailResponse::Envelopes(Vec::new()),
-        },
-        MailRequest::Remove(entries) => {
-            let n = entries.len();
-            match mailbox {
-                Some(m) => {
-                    let ok = tokio::task::spawn_blocking(move || {
-                        m.lock()
-                            .map_err(|_| ())
-                            .and_then(|mut m| m.remove(&entries).map_err(|_| ()))
-                    })
-                    .await
-                    .is_ok_and(|r| r.is_ok());
-                    let s = if ok {
-                        MailStatus::Accepted
-                    } else {
-                        MailStatus::Busy
-                    };
-                    MailResponse::Status(vec![s; n])
-                }
-                None => MailResponse::Status(vec![MailStatus::NotServed; n]),
-            }
-        }
-    };
-    if let Err(e) = net.respond(r.id, &response).await {
-        debug!(from = %r.from, "mail answer not sent: {e}");
     }
 }
