@@ -206,6 +206,49 @@ pub fn set_mailboxes(
     Ok(OwnIdentity { log, state })
 }
 
+/// The mailboxes the log named last, under any rotation. A rotation starts
+/// afresh (what the old key signed no longer speaks for the identity), so
+/// the node names them again under the new key ([`carry_mailboxes`]).
+pub fn last_mailboxes(log: &cairn_wallet::kel::KeyEventLog) -> Vec<Vec<u8>> {
+    log.events()
+        .iter()
+        .rev()
+        .find_map(|e| match e.event() {
+            Event::Interaction(int) => {
+                let m: Vec<Vec<u8>> = int
+                    .items
+                    .iter()
+                    .filter_map(|i| match i {
+                        Item::Mailbox(m) => Some(m.clone()),
+                        Item::Prekey { .. } => None,
+                    })
+                    .collect();
+                (!m.is_empty()).then_some(m)
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// After a rotation, names again under the new key the mailboxes the log
+/// named before it (nothing when the current rotation names some, or none
+/// were ever named).
+pub fn carry_mailboxes(
+    store: &Store,
+    own: &OwnIdentity,
+    hot: &HotKeys,
+    now: u64,
+) -> Result<OwnIdentity, PrekeyError> {
+    let last = last_mailboxes(&own.log);
+    if !own.state.mailboxes.is_empty() || last.is_empty() {
+        return Ok(OwnIdentity {
+            log: own.log.clone(),
+            state: own.state.clone(),
+        });
+    }
+    set_mailboxes(store, own, hot, last, now)
+}
+
 /// The interaction event that follows the log whose state is `state`.
 fn next_interaction(state: &LogState, now: u64, items: Vec<Item>) -> Result<Event, PrekeyError> {
     Ok(Event::Interaction(Interaction::new(
@@ -339,5 +382,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(accepted.content, b"hello Bob");
+    }
+
+    #[test]
+    fn mailboxes_are_named_once_and_named_again_after_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (master, own) = identity(&store);
+        let hot = HotKeys::derive(&master, 0).unwrap();
+        let boxes = vec![vec![2u8; 38], vec![1u8; 38]];
+        let own = set_mailboxes(&store, &own, &hot, boxes.clone(), NOW).unwrap();
+        assert_eq!(own.state.mailboxes, [vec![1u8; 38], vec![2u8; 38]]);
+        let len = own.log.len();
+        let same = set_mailboxes(&store, &own, &hot, boxes, NOW).unwrap();
+        assert_eq!(same.log.len(), len, "nothing new to name");
+        // A rotation leaves them behind; the new key names them again.
+        let mut log = own.log.clone();
+        log.push(establishment_event(&master, 1, Some(own.state.current().digest)).unwrap());
+        let state = log.verify().unwrap();
+        assert!(state.mailboxes.is_empty());
+        let rotated = OwnIdentity { log, state };
+        let hot1 = HotKeys::derive(&master, 1).unwrap();
+        assert!(matches!(
+            carry_mailboxes(&store, &rotated, &hot, NOW),
+            Err(PrekeyError::WrongKeys)
+        ));
+        let carried = carry_mailboxes(&store, &rotated, &hot1, NOW + 1).unwrap();
+        assert_eq!(carried.state.mailboxes, [vec![1u8; 38], vec![2u8; 38]]);
+        assert_eq!(store.log(&carried.state.id).unwrap().unwrap(), carried.log);
     }
 }

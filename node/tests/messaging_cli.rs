@@ -67,6 +67,12 @@ fn peer_of(address: &str) -> String {
 /// Two mailbox nodes on fixed ports; Alice and Bob name both in their
 /// logs, have each other as contacts, and run their nodes.
 fn world() -> World {
+    world_with(|_, _| {})
+}
+
+/// As [`world`], with `prepare(devnet, [alice, bob])` run before they
+/// exchange bundles.
+fn world_with(prepare: impl FnOnce(&Devnet, &[PathBuf])) -> World {
     let devnet = Devnet::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let fast = "collect_secs = 1\n";
@@ -95,6 +101,7 @@ fn world() -> World {
         assert_eq!(named["mailboxes"].as_array().unwrap().len(), 2);
         people.push(dir);
     }
+    prepare(&devnet, &people);
     for (me, other, name) in [
         (&people[0], &people[1], "bob"),
         (&people[1], &people[0], "alice"),
@@ -422,4 +429,96 @@ fn every_message_accepted_survives_sigkills_of_the_sender_and_arrives_once() {
         last = p;
     }
     w.stop_all();
+}
+
+/// Anchors `dir`'s identity on the devnet: funds its wallet from a miner,
+/// anchors and waits for the confirmation.
+fn anchor(devnet: &Devnet, dir: &Path) {
+    use bitcoin::{Amount, OutPoint};
+    use std::str::FromStr;
+    let rpc = devnet.client().unwrap();
+    let miner = cairn_devnet::DevWallet::from_secret([5u8; 32]).unwrap();
+    rpc.generate_to_address(101, &miner.address()).unwrap();
+    let block = rpc.block(&rpc.block_hash(1).unwrap()).unwrap();
+    let cb = &block.txdata[0];
+    let coin = (OutPoint::new(cb.compute_txid(), 0), cb.output[0].clone());
+    let addr = ok_json(&cairn(dir, &["--json", "wallet", "address"]))["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let to = bitcoin::Address::from_str(&addr)
+        .unwrap()
+        .assume_checked()
+        .script_pubkey();
+    rpc.send_raw_transaction(&miner.pay(
+        coin,
+        to,
+        Amount::from_sat(1_000_000),
+        Amount::from_sat(2_000),
+    ))
+    .unwrap();
+    rpc.generate_to_address(1, &miner.address()).unwrap();
+    ok_json(&cairn(
+        dir,
+        &["--json", "anchor", "--no-wait", "--fee-rate", "2"],
+    ));
+    rpc.generate_to_address(1, &miner.address()).unwrap();
+    let a = ok_json(&cairn(dir, &["--json", "anchor"]));
+    assert_eq!(a["anchored"], true, "{a}");
+}
+
+#[test]
+fn bob_rotates_mid_conversation_and_it_goes_on_without_a_manual_step() {
+    let mut w = world_with(|devnet, people| anchor(devnet, &people[1]));
+    ok_json(&cairn(&w.alice.dir, &["--json", "send", "bob", "before"]));
+    assert_eq!(receive(&w.bob, "alice", 1, 60), ["before"]);
+    let v = ok_json(&cairn(
+        &w.alice.dir,
+        &["--json", "contact", "verify", "bob"],
+    ));
+    assert_eq!(v["verdict"]["status"], "current", "{v}");
+
+    // Bob rotates (his node stopped: rotating needs the store and the seed).
+    w.bob.stop();
+    let r = ok_json(&cairn(
+        &w.bob.dir,
+        &["--json", "rotate", "--no-wait", "--fee-rate", "2"],
+    ));
+    let rpc = w._devnet.client().unwrap();
+    let miner = cairn_devnet::DevWallet::from_secret([5u8; 32]).unwrap();
+    rpc.generate_to_address(1, &miner.address()).unwrap();
+    assert_eq!(r["rotation_index"], 1, "{r}");
+    // Alice's node follows it from the chain alone.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ids = w.alice.api().call("identities", json!({})).unwrap();
+        let bob = ids
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == "bob")
+            .cloned()
+            .unwrap();
+        if bob["verdict"]["status"] == "current" && bob["verdict"]["rotation_index"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Alice's node did not follow: {bob}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Bob's node comes back with the new keys; the conversation goes on.
+    w.bob.start();
+    ok_json(&cairn(&w.alice.dir, &["--json", "send", "bob", "after"]));
+    assert_eq!(receive(&w.bob, "alice", 1, 60), ["after"]);
+    ok_json(&cairn(
+        &w.bob.dir,
+        &["--json", "send", "alice", "new key, same chat"],
+    ));
+    assert_eq!(receive(&w.alice, "bob", 1, 60), ["new key, same chat"]);
+    w.stop_all();
+    // His node named his mailboxes again under the new key.
+    let m = ok_json(&cairn(&w.bob.dir, &["--json", "mailboxes"]));
+    assert_eq!(m["mailboxes"].as_array().unwrap().len(), 2, "{m}");
 }

@@ -122,7 +122,10 @@ fn network_part(
     let own = identity::load(store, &ctx.dir)?;
     let pass = ctx.passphrase(super::secrets::Purpose::Existing)?;
     let hot = identity::unlock_hot(&ctx.dir, &own, &pass)?;
-    let refreshed = cairn_node::prekeys::refresh(store, &own, &hot, cairn_node::chain::unix_now())?;
+    let now = cairn_node::chain::unix_now();
+    let refreshed = cairn_node::prekeys::refresh(store, &own, &hot, now)?;
+    // A rotation leaves the mailboxes behind: named again under the new key.
+    let own_now = cairn_node::prekeys::carry_mailboxes(store, &refreshed.own, &hot, now)?;
     if let Some(id) = refreshed.made {
         if !out.json {
             out.line(&format!("Prekey {id} published in your log."));
@@ -132,10 +135,7 @@ fn network_part(
     Ok(Some(cairn_node::network::NodeNetwork {
         config: net,
         key,
-        identity: Some(cairn_node::network::NetIdentity {
-            hot,
-            own: refreshed.own,
-        }),
+        identity: Some(cairn_node::network::NetIdentity { hot, own: own_now }),
         chain,
         serve_mailbox: config.full && config.mailbox,
         collect: config.collect_interval(),
