@@ -73,32 +73,31 @@ impl Mailbox {
     /// Forgets expired envelopes and counts the rest. Returns how many were
     /// forgotten.
     pub fn sweep(&mut self, now: u64) -> Result<usize, StoreError> {
+        const PAGE: usize = 4096;
         let mut total = 0u64;
-        let mut expired = Vec::new();
+        let mut expired = 0;
         let mut from = Vec::new();
         loop {
-            let batch = self.store.scan(CF_MAILBOX, &from, 4096)?;
-            let last = batch.last().map(|(k, _)| k.clone());
-            for (k, v) in &batch {
-                if from == *k {
-                    continue;
-                }
+            let page = self.store.scan_from(CF_MAILBOX, &from, b"", PAGE)?;
+            let mut ops = Vec::new();
+            for (k, v) in &page {
                 match expiry(v) {
                     Some(e) if e > now => total += v.len() as u64,
-                    _ => expired.push(Op::Delete(CF_MAILBOX, k.clone())),
+                    _ => ops.push(Op::Delete(CF_MAILBOX, k.clone())),
                 }
             }
-            match last {
-                Some(k) if batch.len() >= 4096 => from = k,
+            expired += ops.len();
+            if !ops.is_empty() {
+                self.store.write(ops, false)?;
+            }
+            match page.last() {
+                // The next page starts just after the last key seen.
+                Some((k, _)) if page.len() == PAGE => from = [&k[..], &[0]].concat(),
                 _ => break,
             }
         }
-        let n = expired.len();
-        if n > 0 {
-            self.store.write(expired, false)?;
-        }
         self.total = total;
-        Ok(n)
+        Ok(expired)
     }
 
     /// Keeps `envelopes` (one synced write); one answer each, in order.
@@ -119,10 +118,7 @@ impl Mailbox {
             }
             let held = match per_address.get(&address) {
                 Some(n) => *n,
-                None => self
-                    .store
-                    .scan(CF_MAILBOX, &address, MAX_PER_ADDRESS)?
-                    .len(),
+                None => self.store.count(CF_MAILBOX, &address, MAX_PER_ADDRESS)?,
             };
             let size = 8 + e.len() as u64;
             if held >= MAX_PER_ADDRESS || self.total + added + size > MAX_TOTAL_BYTES {
@@ -148,16 +144,26 @@ impl Mailbox {
         let mut out = Vec::new();
         let mut bytes = 0;
         for a in addresses {
-            for (_, v) in self.store.scan(CF_MAILBOX, a, MAX_COLLECT)? {
-                if expiry(&v).is_none_or(|e| e <= now) {
-                    continue;
+            let mut from = a.to_vec();
+            // A page at a time, so that expired entries cost a page, not
+            // the whole address.
+            loop {
+                let page = self.store.scan_from(CF_MAILBOX, &from, a, MAX_COLLECT)?;
+                for (_, v) in &page {
+                    if expiry(v).is_none_or(|e| e <= now) {
+                        continue;
+                    }
+                    let envelope = &v[8..];
+                    if out.len() >= MAX_COLLECT || bytes + envelope.len() > MAX_COLLECT_BYTES {
+                        return Ok(out);
+                    }
+                    bytes += envelope.len();
+                    out.push(envelope.to_vec());
                 }
-                let envelope = &v[8..];
-                if out.len() >= MAX_COLLECT || bytes + envelope.len() > MAX_COLLECT_BYTES {
-                    return Ok(out);
+                match page.last() {
+                    Some((k, _)) if page.len() == MAX_COLLECT => from = [&k[..], &[0]].concat(),
+                    _ => break,
                 }
-                bytes += envelope.len();
-                out.push(envelope.to_vec());
             }
         }
         Ok(out)
@@ -255,5 +261,12 @@ mod tests {
         );
         let got = m.collect(&[[5; 32]], NOW).unwrap();
         assert_eq!(got.len(), MAX_COLLECT);
+        // The sweep pages through everything: all of it counted, all of it
+        // forgotten once expired.
+        let total = m.total_bytes();
+        assert_eq!(m.sweep(NOW).unwrap(), 0);
+        assert_eq!(m.total_bytes(), total);
+        assert_eq!(m.sweep(NOW + TTL).unwrap(), MAX_PER_ADDRESS + 1);
+        assert_eq!(m.total_bytes(), 0);
     }
 }

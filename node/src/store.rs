@@ -764,18 +764,53 @@ impl Store {
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<SealedEntry>, StoreError> {
+        self.scan_from(cf, prefix, prefix, limit)
+    }
+
+    /// Up to `limit` entries of `cf` from the key `start` on whose keys
+    /// start with `prefix`, in key order.
+    pub fn scan_from(
+        &self,
+        cf: &'static str,
+        start: &[u8],
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<SealedEntry>, StoreError> {
         let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
         for item in self
             .db
-            .iterator_cf(self.cf(cf), IteratorMode::From(prefix, Direction::Forward))
+            .iterator_cf(self.cf(cf), IteratorMode::From(start, Direction::Forward))
         {
             let (k, v) = item?;
-            if !k.starts_with(prefix) || out.len() >= limit {
+            if !k.starts_with(prefix) {
                 break;
             }
             out.push((k.to_vec(), v.to_vec()));
+            if out.len() >= limit {
+                break;
+            }
         }
         Ok(out)
+    }
+
+    /// How many keys of `cf` start with `prefix`, counting up to `limit`
+    /// (keys only: values are not read).
+    pub fn count(&self, cf: &'static str, prefix: &[u8], limit: usize) -> Result<usize, StoreError> {
+        let mut it = self.db.raw_iterator_cf(self.cf(cf));
+        it.seek(prefix);
+        let mut n = 0;
+        while n < limit && it.valid() {
+            match it.key() {
+                Some(k) if k.starts_with(prefix) => n += 1,
+                _ => break,
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(n)
     }
 }
 
