@@ -13,6 +13,8 @@
 //! "m" ‖ contact id ‖ "i"|"o" ‖ seq    → a message received ("i") or sent ("o") and its state
 //! "q" ‖ contact id ‖ seq              → (empty) a sent message not yet acknowledged
 //! "a" ‖ answer address                → a first message accepted: the contact and the answer, sent again if it comes again
+//! "x" ‖ contact id ‖ seq              → the envelope of a sent message on its session (sent again as it is)
+//! "e" ‖ SHA-256(session message)      → the receipt made for a text received, sent again if the text comes again
 //! ```
 //!
 //! - A message is durable before [`Conversations::send`] returns (one
@@ -30,6 +32,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use bitcoin::hashes::Hash as _;
 use cairn_messaging::mailbox::{epoch, prekey_address};
 use cairn_messaging::payload::{envelope, split_envelope, Body, Payload, MAX_TEXT};
 use cairn_messaging::{accept, open, start, Kind, PeerIdentity, PeerPrekey, Pending, Session};
@@ -59,6 +62,12 @@ pub const MAX_DUE: usize = 512;
 pub const COLLECT_EPOCHS: u64 = MESSAGE_TTL / cairn_messaging::mailbox::EPOCH_SECS + 1;
 /// Events kept for clients (oldest dropped first).
 pub const MAX_EVENTS: usize = 4096;
+/// How long a first message waits for its answer before a new one is
+/// made (to the contact's newest prekey), seconds.
+pub const PENDING_MAX_AGE: u64 = 3 * 24 * 60 * 60;
+/// How far beyond the last message received a message's number may be;
+/// further is refused (an honest sender has at most [`MAX_OUTBOX`] waiting).
+pub const MAX_AHEAD: u64 = MAX_OUTBOX as u64 + 1000;
 /// How long a missing message holds back the later ones it precedes,
 /// seconds: its sender is trying it again meanwhile; after this, the later
 /// ones are shown and the missing one where it comes.
@@ -210,20 +219,54 @@ struct ConvState {
     /// Since when a missing message holds the later ones back (0: none).
     #[serde(default)]
     gap_since: u64,
+    /// The session the contact last wrote on.
+    #[serde(default)]
+    last_rx: Option<u32>,
+    /// Up to which sent message the contact said it has read.
+    #[serde(default)]
+    their_read: u64,
+    /// Every received message up to this number has been shown (a late
+    /// one moves it back).
+    #[serde(default)]
+    shown: u64,
 }
 
 struct PendingFirst {
     pending: Pending,
     envelope: Vec<u8>,
     seq: u64,
+    /// When it was made, Unix seconds.
+    created: u64,
+}
+
+/// What one try of a message comes to.
+enum Try {
+    /// This envelope goes out.
+    Send(Outgoing),
+    /// It waits behind the first message, unanswered yet.
+    Hold,
+    /// Nothing can go out now; tried again later.
+    Wait,
 }
 
 #[derive(Default)]
 struct Conv {
     state: ConvState,
-    /// Sessions by number; the highest sends.
+    /// Sessions by number.
     sessions: BTreeMap<u32, Session>,
     pending: Option<PendingFirst>,
+}
+
+impl Conv {
+    /// The session this side sends on: the one the contact last wrote on
+    /// (so that both sides settle on one after a crossed handshake), else
+    /// the newest.
+    fn send_session(&self) -> Option<u32> {
+        self.state
+            .last_rx
+            .filter(|n| self.sessions.contains_key(n))
+            .or_else(|| self.sessions.keys().next_back().copied())
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -267,6 +310,13 @@ fn key_m(id: &IdentityId, outgoing: bool, seq: u64) -> Vec<u8> {
 }
 fn key_q(id: &IdentityId, seq: u64) -> Vec<u8> {
     [&b"q"[..], &id.0, &seq.to_be_bytes()].concat()
+}
+fn key_x(id: &IdentityId, seq: u64) -> Vec<u8> {
+    [&b"x"[..], &id.0, &seq.to_be_bytes()].concat()
+}
+fn key_e(message: &[u8]) -> Vec<u8> {
+    let digest = bitcoin::hashes::sha256::Hash::hash(message);
+    [&b"e"[..], digest.as_byte_array()].concat()
 }
 fn key_a(address: &[u8; 32]) -> Vec<u8> {
     [&b"a"[..], address].concat()
@@ -321,45 +371,65 @@ impl Conversations {
             routes_epoch: None,
             outbox: BTreeMap::new(),
             events: VecDeque::new(),
-            next_event: 0,
+            // Event numbers go on increasing across restarts, so that a
+            // client's cursor stays valid.
+            next_event: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         };
-        for (k, v) in c.store.scan(CF_MESSAGES, b"c", usize::MAX)? {
+        c.load()?;
+        Ok(c)
+    }
+
+    /// Reads the conversations and the outbox from the store.
+    fn load(&mut self) -> Result<(), ConversationError> {
+        for (k, v) in self.store.scan(CF_MESSAGES, b"c", usize::MAX)? {
             let id = id_at(&k, 1)?;
-            let plain = secrets::open(&c.key, &k, &v)?;
+            let plain = secrets::open(&self.key, &k, &v)?;
             let state: ConvState = serde_json::from_slice(&plain).map_err(damaged)?;
             let mut conv = Conv {
                 state,
                 ..Conv::default()
             };
             let prefix = [&b"s"[..], &id.0].concat();
-            for (k, v) in c.store.scan(CF_MESSAGES, &prefix, usize::MAX)? {
+            for (k, v) in self.store.scan(CF_MESSAGES, &prefix, usize::MAX)? {
                 let n = k
                     .get(33..37)
                     .and_then(|b| b.try_into().ok())
                     .map(u32::from_be_bytes)
                     .ok_or_else(|| damaged("session key"))?;
-                let plain = secrets::open(&c.key, &k, &v)?;
+                let plain = secrets::open(&self.key, &k, &v)?;
                 conv.sessions
                     .insert(n, Session::from_bytes(&plain).map_err(damaged)?);
             }
-            if let Some(v) = c.store.get(CF_MESSAGES, &key_p(&id))? {
-                let plain = secrets::open(&c.key, &key_p(&id), &v)?;
+            if let Some(v) = self.store.get(CF_MESSAGES, &key_p(&id))? {
+                let plain = secrets::open(&self.key, &key_p(&id), &v)?;
                 conv.pending = Some(decode_pending(&plain)?);
             }
-            c.convs.insert(id, conv);
+            self.convs.insert(id, conv);
         }
-        for (k, _) in c.store.scan(CF_MESSAGES, b"q", usize::MAX)? {
+        for (k, _) in self.store.scan(CF_MESSAGES, b"q", usize::MAX)? {
             let id = id_at(&k, 1)?;
             let seq = k
                 .get(33..41)
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_be_bytes)
                 .ok_or_else(|| damaged("queue key"))?;
-            if let Some(m) = c.message(&id, true, seq)? {
-                c.outbox.insert((id, seq), m);
+            if let Some(m) = self.message(&id, true, seq)? {
+                self.outbox.insert((id, seq), m);
             }
         }
-        Ok(c)
+        Ok(())
+    }
+
+    /// Forgets what is in memory and reads it again from the store: after
+    /// a failed write, memory may be ahead of the store.
+    pub fn reload(&mut self) -> Result<(), ConversationError> {
+        self.convs.clear();
+        self.outbox.clear();
+        self.routes.clear();
+        self.routes_epoch = None;
+        self.load()
     }
 
     /// This identity.
@@ -552,8 +622,7 @@ impl Conversations {
             .collect();
         let mut out = Vec::new();
         let mut states: HashMap<IdentityId, Option<LogState>> = HashMap::new();
-        let mut touched_sessions: Vec<(IdentityId, u32)> = Vec::new();
-        let e = epoch(now);
+        let mut touched: Vec<(IdentityId, u32)> = Vec::new();
         for (id, seq) in due {
             let Some(mut m) = self.outbox.get(&(id, seq)).cloned() else {
                 continue;
@@ -562,6 +631,7 @@ impl Conversations {
                 m.state = State::Expired;
                 self.put_message(&mut ops, &m)?;
                 ops.push(Op::Delete(CF_MESSAGES, key_q(&id, seq)));
+                ops.push(Op::Delete(CF_MESSAGES, key_x(&id, seq)));
                 self.outbox.remove(&(id, seq));
                 self.event("state", &m);
                 continue;
@@ -569,121 +639,29 @@ impl Conversations {
             if let std::collections::hash_map::Entry::Vacant(v) = states.entry(id) {
                 v.insert(self.contact_state(&id)?);
             }
-            let Some(state) = states.get(&id).and_then(|s| s.as_ref()) else {
-                continue;
+            let state = states.get(&id).and_then(|s| s.clone());
+            let made = match state {
+                // Not a contact any more, or its log does not verify: wait.
+                None => Ok(Try::Wait),
+                Some(state) => self.try_message(&state, &m, now, &mut ops, &mut touched),
             };
-            let mailboxes = if m.state == State::Stored {
-                Vec::new()
-            } else {
-                state.mailboxes.clone()
-            };
-            let direct = self.direct(&id);
-            let conv = self.convs.entry(id).or_default();
-            let text = Body::Text {
-                seq,
-                sent_at: m.sent_at,
-                text: m.text.clone(),
-            };
-            if let Some((&n, _)) = conv.sessions.last_key_value() {
-                let payload = Payload {
-                    reach: self.reach.clone(),
-                    body: text,
-                }
-                .encode()
-                .map_err(damaged)?;
-                let session = conv.sessions.get_mut(&n).expect("present");
-                let message = match session.encrypt(&payload) {
-                    Ok(m) => m,
-                    Err(err) => {
-                        // An exhausted session: the next try starts anew.
-                        tracing::warn!(contact = %id, "session cannot send: {err}");
-                        conv.sessions.remove(&n);
-                        ops.push(Op::Delete(CF_MESSAGES, key_s(&id, n)));
-                        continue;
-                    }
-                };
-                let address = session.send_address(e);
-                if !touched_sessions.contains(&(id, n)) {
-                    touched_sessions.push((id, n));
-                }
-                out.push(Outgoing {
-                    contact: id,
-                    envelope: envelope(&address, &message),
-                    seqs: vec![seq],
-                    direct,
-                    mailboxes,
-                });
-            } else if let Some(p) = &conv.pending {
-                if p.seq != seq {
-                    // Waits for the answer to the first message.
+            match made {
+                Ok(Try::Send(o)) => out.push(o),
+                Ok(Try::Hold) => {
+                    // Behind a first message still unanswered.
                     m.next_try = now + RETRY_FIRST;
                     self.outbox.insert((id, seq), m);
                     continue;
                 }
-                out.push(Outgoing {
-                    contact: id,
-                    envelope: p.envelope.clone(),
-                    seqs: vec![seq],
-                    direct,
-                    mailboxes: state.mailboxes.clone(),
-                });
-            } else {
-                // A first message, sealed to the contact's newest prekey.
-                let Some(&(pid, pkey, _)) = state
-                    .prekeys
-                    .iter()
-                    .filter(|p| p.2 > now)
-                    .max_by_key(|p| p.2)
-                else {
-                    tracing::warn!(contact = %id, "the contact publishes no valid prekey yet");
-                    m.tries += 1;
-                    m.next_try = now + backoff(m.tries);
-                    self.outbox.insert((id, seq), m);
-                    continue;
-                };
-                let peer = PeerIdentity {
-                    id,
-                    messaging_key: state.current().messaging_key.0,
-                };
-                let prekey = PeerPrekey { id: pid, key: pkey };
-                let payload = Payload {
-                    reach: self.reach.clone(),
-                    body: text,
-                }
-                .encode()
-                .map_err(damaged)?;
-                let (pending, initial) = start(
-                    self.me,
-                    &self.hot.messaging.secret_bytes(),
-                    &peer,
-                    &prekey,
-                    &payload,
-                )
-                .map_err(damaged)?;
-                let env = envelope(&prekey_address(&pkey, e), &initial);
-                let rec = PendingFirst {
-                    pending,
-                    envelope: env.clone(),
-                    seq,
-                };
-                ops.push(self.seal(&key_p(&id), &encode_pending(&rec))?);
-                self.routes
-                    .insert(rec.pending.answer_address(), Route::Answer(id));
-                self.convs.entry(id).or_default().pending = Some(rec);
-                out.push(Outgoing {
-                    contact: id,
-                    envelope: env,
-                    seqs: vec![seq],
-                    direct,
-                    mailboxes: state.mailboxes.clone(),
-                });
+                Ok(Try::Wait) => {}
+                Err(e) => tracing::warn!(contact = %id, seq, "cannot prepare a message: {e}"),
             }
             m.tries += 1;
             m.next_try = now + backoff(m.tries);
             self.put_message(&mut ops, &m)?;
             self.outbox.insert((id, seq), m);
         }
-        for (id, n) in touched_sessions {
+        for (id, n) in touched {
             self.put_session(&mut ops, &id, n)?;
             self.put_conv(&mut ops, &id)?;
         }
@@ -691,6 +669,136 @@ impl Conversations {
             self.store.write(ops, true)?;
         }
         Ok(out)
+    }
+
+    /// One try of the sent message `m` to a contact whose log state is
+    /// `state`: on the session the contact last wrote on (its envelope made
+    /// once per session and sent again as it is, so that tries do not use
+    /// up message keys), or as a first message to the contact's prekey.
+    fn try_message(
+        &mut self,
+        state: &LogState,
+        m: &Message,
+        now: u64,
+        ops: &mut Vec<Op>,
+        touched: &mut Vec<(IdentityId, u32)>,
+    ) -> Result<Try, ConversationError> {
+        let (id, seq) = (m.contact, m.seq);
+        let direct = self.direct(&id);
+        let mailboxes = state.mailboxes.clone();
+        if direct.is_none() && mailboxes.is_empty() {
+            return Ok(Try::Wait);
+        }
+        let text = Body::Text {
+            seq,
+            sent_at: m.sent_at,
+            text: m.text.clone(),
+        };
+        let outgoing = |envelope| {
+            Try::Send(Outgoing {
+                contact: id,
+                envelope,
+                seqs: vec![seq],
+                direct: direct.clone(),
+                mailboxes: mailboxes.clone(),
+            })
+        };
+        // A first message left unanswered too long (its prekey may be gone)
+        // gives way to a new one.
+        let stale = self
+            .convs
+            .get(&id)
+            .and_then(|c| c.pending.as_ref())
+            .is_some_and(|p| {
+                !self.outbox.contains_key(&(id, p.seq))
+                    || now.saturating_sub(p.created) > PENDING_MAX_AGE
+            });
+        if stale {
+            if let Some(p) = self.convs.get_mut(&id).and_then(|c| c.pending.take()) {
+                self.routes.remove(&p.pending.answer_address());
+                ops.push(Op::Delete(CF_MESSAGES, key_p(&id)));
+            }
+        }
+        let conv = self.convs.entry(id).or_default();
+        if let Some(n) = conv.send_session() {
+            let kx = key_x(&id, seq);
+            if let Some(v) = self.store.get(CF_MESSAGES, &kx)? {
+                let plain = secrets::open(&self.key, &kx, &v)?;
+                if plain.get(..4) == Some(&n.to_be_bytes()[..]) {
+                    return Ok(outgoing(plain[4..].to_vec()));
+                }
+            }
+            let payload = Payload {
+                reach: self.reach.clone(),
+                body: text,
+            }
+            .encode()
+            .map_err(damaged)?;
+            let conv = self.convs.get_mut(&id).expect("present");
+            let session = conv.sessions.get_mut(&n).expect("present");
+            let message = match session.encrypt(&payload) {
+                Ok(m) => m,
+                Err(err) => {
+                    // An exhausted session: the next try starts anew.
+                    tracing::warn!(contact = %id, "session cannot send: {err}");
+                    conv.sessions.remove(&n);
+                    ops.push(Op::Delete(CF_MESSAGES, key_s(&id, n)));
+                    return Ok(Try::Wait);
+                }
+            };
+            let env = envelope(&session.send_address(epoch(now)), &message);
+            ops.push(self.seal(&kx, &[&n.to_be_bytes()[..], &env].concat())?);
+            if !touched.contains(&(id, n)) {
+                touched.push((id, n));
+            }
+            return Ok(outgoing(env));
+        }
+        if let Some(p) = &conv.pending {
+            if p.seq != seq {
+                return Ok(Try::Hold);
+            }
+            return Ok(outgoing(p.envelope.clone()));
+        }
+        // A first message, sealed to the contact's newest prekey.
+        let Some(&(pid, pkey, _)) = state
+            .prekeys
+            .iter()
+            .filter(|p| p.2 > now)
+            .max_by_key(|p| p.2)
+        else {
+            tracing::warn!(contact = %id, "the contact publishes no valid prekey yet");
+            return Ok(Try::Wait);
+        };
+        let peer = PeerIdentity {
+            id,
+            messaging_key: state.current().messaging_key.0,
+        };
+        let payload = Payload {
+            reach: self.reach.clone(),
+            body: text,
+        }
+        .encode()
+        .map_err(damaged)?;
+        let (pending, initial) = start(
+            self.me,
+            &self.hot.messaging.secret_bytes(),
+            &peer,
+            &PeerPrekey { id: pid, key: pkey },
+            &payload,
+        )
+        .map_err(damaged)?;
+        let env = envelope(&prekey_address(&pkey, epoch(now)), &initial);
+        let rec = PendingFirst {
+            pending,
+            envelope: env.clone(),
+            seq,
+            created: now,
+        };
+        ops.push(self.seal(&key_p(&id), &encode_pending(&rec))?);
+        self.routes
+            .insert(rec.pending.answer_address(), Route::Answer(id));
+        self.convs.entry(id).or_default().pending = Some(rec);
+        Ok(outgoing(env))
     }
 
     /// Records what became of sent messages.
@@ -815,6 +923,8 @@ impl Conversations {
             delivered,
             touched,
             fresh,
+            texts,
+            ..
         } = b;
         for (id, n) in &touched {
             self.put_session(&mut ops, id, *n)?;
@@ -838,6 +948,14 @@ impl Conversations {
                     now,
                     &mut ops,
                 )? {
+                    // Kept with each text it answers, to go out again if
+                    // the text comes again (the receipt may be lost).
+                    for (_, _, ke) in texts
+                        .iter()
+                        .filter(|(c, seq, _)| *c == id && chunk.binary_search(seq).is_ok())
+                    {
+                        ops.push(self.seal(ke, &o.envelope)?);
+                    }
                     out.push(o);
                 }
             }
@@ -849,7 +967,7 @@ impl Conversations {
         Ok((answers, out))
     }
 
-    /// Encrypts `body` on the contact's newest session (its state into
+    /// Encrypts `body` on the contact's sending session (its state into
     /// `ops`); none without a session.
     fn on_session(
         &mut self,
@@ -867,9 +985,10 @@ impl Conversations {
         let Some(conv) = self.convs.get_mut(id) else {
             return Ok(None);
         };
-        let Some((&n, session)) = conv.sessions.iter_mut().next_back() else {
+        let Some(n) = conv.send_session() else {
             return Ok(None);
         };
+        let session = conv.sessions.get_mut(&n).expect("present");
         let Ok(message) = session.encrypt(&payload) else {
             return Ok(None);
         };
@@ -904,18 +1023,38 @@ impl Conversations {
                 let mut next = session.clone();
                 let content = match next.decrypt(message) {
                     Ok(c) => c,
-                    // A copy of a message already taken: taken again.
+                    // A copy of a message already taken: taken again, and
+                    // acknowledged again (its receipt may have been lost).
+                    // Nothing changes; the receipt made for it goes out again.
                     Err(cairn_messaging::SessionError::Replayed { .. }) => {
-                        return Ok(Received::Taken)
+                        let ke = key_e(message);
+                        if let Some(v) = self.store.get(CF_MESSAGES, &ke).map_err(fatal)? {
+                            let receipt = secrets::open(&self.key, &ke, &v).map_err(fatal)?;
+                            let mailboxes = self
+                                .contact_state(&id)
+                                .map_err(fatal)?
+                                .map(|s| s.mailboxes)
+                                .unwrap_or_default();
+                            b.out.push(Outgoing {
+                                contact: id,
+                                envelope: receipt.to_vec(),
+                                seqs: Vec::new(),
+                                direct: self.direct(&id),
+                                mailboxes,
+                            });
+                        }
+                        return Ok(Received::Taken);
                     }
                     Err(e) => return Err(refused(e)),
                 };
                 let payload = Payload::decode(&content).map_err(refused)?;
-                self.convs
-                    .get_mut(&id)
-                    .expect("present")
-                    .sessions
-                    .insert(n, next);
+                self.acceptable(&id, &payload)?;
+                if let Body::Text { seq, .. } = payload.body {
+                    b.texts.push((id, seq, key_e(message)));
+                }
+                let conv = self.convs.get_mut(&id).expect("present");
+                conv.sessions.insert(n, next);
+                conv.state.last_rx = Some(n);
                 if !b.touched.contains(&(id, n)) {
                     b.touched.push((id, n));
                 }
@@ -928,10 +1067,12 @@ impl Conversations {
                 };
                 let (session, content) = p.pending.finish(message).map_err(refused)?;
                 let payload = Payload::decode(&content).map_err(refused)?;
+                self.acceptable(&id, &payload)?;
                 let conv = self.convs.get_mut(&id).expect("present");
                 conv.pending = None;
                 let n = conv.state.next_session;
                 conv.state.next_session += 1;
+                conv.state.last_rx = Some(n);
                 conv.sessions.insert(n, session);
                 self.trim_sessions(&id, &mut b.ops);
                 self.routes.remove(&address);
@@ -986,6 +1127,10 @@ impl Conversations {
                 .map_err(refused)?;
                 let answer_env = envelope(&accepted.answer_address, &accepted.answer);
                 let seen = key_a(&accepted.answer_address);
+                if !b.accepted.insert(accepted.answer_address) {
+                    // The same first message twice in one batch.
+                    return Ok(Received::Taken);
+                }
                 if let Some(v) = self.store.get(CF_MESSAGES, &seen).map_err(fatal)? {
                     // This first message was taken before: its answer again.
                     let plain = secrets::open(&self.key, &seen, &v).map_err(fatal)?;
@@ -999,9 +1144,11 @@ impl Conversations {
                     return Ok(Received::Taken);
                 }
                 let payload = Payload::decode(&accepted.content).map_err(refused)?;
+                self.acceptable(&from, &payload)?;
                 let conv = self.convs.entry(from).or_default();
                 let n = conv.state.next_session;
                 conv.state.next_session += 1;
+                conv.state.last_rx = Some(n);
                 conv.sessions.insert(n, accepted.session);
                 self.trim_sessions(&from, &mut b.ops);
                 self.add_session_routes(from, n, now);
@@ -1029,9 +1176,60 @@ impl Conversations {
         }
     }
 
+    /// Whether a decrypted payload may be taken: a text's number is not
+    /// absurdly far ahead of what came before.
+    fn acceptable(&self, id: &IdentityId, payload: &Payload) -> Result<(), ReceiveFailure> {
+        if let Body::Text { seq, .. } = payload.body {
+            let known = self
+                .convs
+                .get(id)
+                .map_or(0, |c| c.state.released.max(c.state.max_received));
+            if seq > known.saturating_add(MAX_AHEAD) {
+                return Err(refused(format!(
+                    "message {seq} is more than {MAX_AHEAD} ahead of {known}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The first received message of `id` numbered `from` or more: its
+    /// number and when it came.
+    fn next_received(
+        &self,
+        id: &IdentityId,
+        from: u64,
+        fresh: &Fresh,
+    ) -> Result<Option<(u64, u64)>, ConversationError> {
+        let in_batch = fresh
+            .values()
+            .filter(|m| m.contact == *id && m.seq >= from)
+            .map(|m| (m.seq, m.received_at.unwrap_or(0)))
+            .min();
+        let prefix = [&b"m"[..], &id.0, b"i"].concat();
+        let stored = match self
+            .store
+            .scan_from(CF_MESSAGES, &key_m(id, false, from), &prefix, 1)?
+            .pop()
+        {
+            Some((k, v)) => {
+                let plain = secrets::open(&self.key, &k, &v)?;
+                let m: Message = serde_json::from_slice(&plain).map_err(damaged)?;
+                Some((m.seq, m.received_at.unwrap_or(0)))
+            }
+            None => None,
+        };
+        Ok(match (in_batch, stored) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
     /// Releases the contact's received messages in order: each one whose
-    /// predecessors have all come (or were waited for [`GAP_WAIT`]) is
-    /// announced as received and shown by [`Conversations::take_unread`].
+    /// predecessors have all come is announced as received and shown by
+    /// [`Conversations::take_unread`]. A missing message holds the later
+    /// ones back for [`GAP_WAIT`] after the first of them came; then they
+    /// are shown, and it where it comes.
     fn release(
         &mut self,
         id: &IdentityId,
@@ -1050,18 +1248,24 @@ impl Conversations {
                 Some(m) => Some(m.clone()),
                 None => self.message(id, false, next)?,
             };
-            match m {
-                Some(m) => {
-                    st.released = next;
-                    st.gap_since = 0;
-                    released.push(m);
+            if let Some(m) = m {
+                st.released = next;
+                released.push(m);
+                continue;
+            }
+            // A gap: how long have the messages after it waited?
+            match self.next_received(id, next, fresh)? {
+                Some((after, came)) if now >= came.saturating_add(GAP_WAIT) => {
+                    st.released = after - 1;
                 }
-                None if st.gap_since == 0 => {
-                    st.gap_since = now;
+                Some((_, came)) => {
+                    st.gap_since = came.max(1);
                     break;
                 }
-                None if now >= st.gap_since.saturating_add(GAP_WAIT) => st.released = next,
-                None => break,
+                None => {
+                    st.max_received = st.released;
+                    break;
+                }
             }
         }
         if st.released >= st.max_received {
@@ -1085,6 +1289,8 @@ impl Conversations {
             while conv.sessions.len() > MAX_SESSIONS {
                 if let Some((n, _)) = conv.sessions.pop_first() {
                     ops.push(Op::Delete(CF_MESSAGES, key_s(id, n)));
+                    self.routes
+                        .retain(|_, r| !matches!(r, Route::Session(i, m) if i == id && *m == n));
                 }
             }
         }
@@ -1127,6 +1333,7 @@ impl Conversations {
                 conv.state.max_received = conv.state.max_received.max(seq);
                 if seq <= conv.state.released {
                     // Late: the ones after it were shown already.
+                    conv.state.shown = conv.state.shown.min(seq - 1);
                     self.event("received", &m);
                 }
                 b.fresh.insert((id, seq), m);
@@ -1135,20 +1342,30 @@ impl Conversations {
                 delivered: seqs,
                 read_up_to,
             } => {
+                let their_read = self.convs.get(&id).map_or(0, |c| c.state.their_read);
                 let mut changed = Vec::new();
                 for seq in seqs {
                     if let Some(mut m) = self.outbox.remove(&(id, seq)) {
-                        m.state = State::Delivered;
+                        // Said read before it was said stored: read.
+                        m.state = if seq <= their_read.max(read_up_to) {
+                            State::Read
+                        } else {
+                            State::Delivered
+                        };
                         b.ops.push(Op::Delete(CF_MESSAGES, key_q(&id, seq)));
+                        b.ops.push(Op::Delete(CF_MESSAGES, key_x(&id, seq)));
                         changed.push(m);
                     }
                 }
-                if read_up_to > 0 {
+                if read_up_to > their_read {
+                    // Delivered messages up to `read_up_to` are read now; one
+                    // not yet delivered stays in the outbox (it is tried
+                    // until its own receipt comes).
                     let prefix = [&b"m"[..], &id.0, b"o"].concat();
-                    // Messages up to `read_up_to` that are not read yet.
+                    let start = key_m(&id, true, their_read + 1);
                     for (k, v) in self
                         .store
-                        .scan(CF_MESSAGES, &prefix, usize::MAX)
+                        .scan_from(CF_MESSAGES, &start, &prefix, usize::MAX)
                         .map_err(fatal)?
                     {
                         let plain = secrets::open(&self.key, &k, &v).map_err(fatal)?;
@@ -1157,15 +1374,18 @@ impl Conversations {
                         if m.seq > read_up_to {
                             break;
                         }
-                        if let Some(c) = changed.iter_mut().find(|c| c.seq == m.seq) {
-                            c.state = State::Read;
-                        } else if m.state != State::Read {
-                            if self.outbox.remove(&(id, m.seq)).is_some() {
-                                b.ops.push(Op::Delete(CF_MESSAGES, key_q(&id, m.seq)));
-                            }
+                        if changed.iter().any(|c| c.seq == m.seq)
+                            || self.outbox.contains_key(&(id, m.seq))
+                        {
+                            continue;
+                        }
+                        if m.state == State::Delivered {
                             m.state = State::Read;
                             changed.push(m);
                         }
+                    }
+                    if let Some(c) = self.convs.get_mut(&id) {
+                        c.state.their_read = read_up_to;
                     }
                 }
                 for m in changed {
@@ -1206,15 +1426,31 @@ impl Conversations {
         now: u64,
     ) -> Result<(Vec<Message>, Vec<Outgoing>), ConversationError> {
         let mut unread = Vec::new();
-        for (k, v) in self.store.scan(CF_MESSAGES, b"m", usize::MAX)? {
-            if k.get(33) != Some(&b'i') {
+        let mut shown: Vec<(IdentityId, u64)> = Vec::new();
+        for (id, conv) in &self.convs {
+            let (from, to) = (conv.state.shown + 1, conv.state.released);
+            if from > to {
                 continue;
             }
-            let plain = secrets::open(&self.key, &k, &v)?;
-            let m: Message = serde_json::from_slice(&plain).map_err(damaged)?;
-            let released = self.convs.get(&m.contact).map_or(0, |c| c.state.released);
-            if m.state == State::Received && m.seq <= released {
-                unread.push(m);
+            let prefix = [&b"m"[..], &id.0, b"i"].concat();
+            for (k, v) in
+                self.store
+                    .scan_from(CF_MESSAGES, &key_m(id, false, from), &prefix, usize::MAX)?
+            {
+                let plain = secrets::open(&self.key, &k, &v)?;
+                let m: Message = serde_json::from_slice(&plain).map_err(damaged)?;
+                if m.seq > to {
+                    break;
+                }
+                if m.state == State::Received {
+                    unread.push(m);
+                }
+            }
+            shown.push((*id, to));
+        }
+        for (id, to) in shown {
+            if let Some(c) = self.convs.get_mut(&id) {
+                c.state.shown = to;
             }
         }
         let mut ops = Vec::new();
@@ -1226,7 +1462,13 @@ impl Conversations {
             *r = (*r).max(m.seq);
         }
         let mut out = Vec::new();
-        for (id, up_to) in read_to {
+        let ids: Vec<IdentityId> = self.convs.keys().copied().collect();
+        for id in ids {
+            let Some(up_to) = read_to.get(&id).copied() else {
+                // The watermark moved; kept with the rest.
+                self.put_conv(&mut ops, &id)?;
+                continue;
+            };
             if let Some(conv) = self.convs.get_mut(&id) {
                 conv.state.read_told = conv.state.read_told.max(up_to);
             }
@@ -1271,6 +1513,11 @@ struct Batch {
     touched: Vec<(IdentityId, u32)>,
     /// Messages received in this batch.
     fresh: Fresh,
+    /// First messages accepted in this batch (their answer addresses).
+    accepted: std::collections::HashSet<[u8; 32]>,
+    /// Texts taken on a session: contact, number, and the key of the
+    /// record that keeps the receipt made for them.
+    texts: Vec<(IdentityId, u64, Vec<u8>)>,
 }
 
 enum ReceiveFailure {
@@ -1291,6 +1538,7 @@ fn fatal(e: impl Into<ConversationError>) -> ReceiveFailure {
 fn encode_pending(p: &PendingFirst) -> Zeroizing<Vec<u8>> {
     let pending = p.pending.to_bytes();
     let mut out = Zeroizing::new(Vec::new());
+    out.extend_from_slice(&p.created.to_be_bytes());
     out.extend_from_slice(&p.seq.to_be_bytes());
     out.extend_from_slice(&(pending.len() as u32).to_be_bytes());
     out.extend_from_slice(&pending);
@@ -1299,21 +1547,24 @@ fn encode_pending(p: &PendingFirst) -> Zeroizing<Vec<u8>> {
 }
 
 fn decode_pending(b: &[u8]) -> Result<PendingFirst, ConversationError> {
-    let seq = b
-        .get(..8)
-        .and_then(|x| x.try_into().ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(|| damaged("pending"))?;
+    let u64_at = |at: usize| {
+        b.get(at..at + 8)
+            .and_then(|x| x.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| damaged("pending"))
+    };
+    let (created, seq) = (u64_at(0)?, u64_at(8)?);
     let len = b
-        .get(8..12)
+        .get(16..20)
         .and_then(|x| x.try_into().ok())
         .map(u32::from_be_bytes)
         .ok_or_else(|| damaged("pending"))? as usize;
-    let pending = b.get(12..12 + len).ok_or_else(|| damaged("pending"))?;
+    let pending = b.get(20..20 + len).ok_or_else(|| damaged("pending"))?;
     Ok(PendingFirst {
         pending: Pending::from_bytes(pending).map_err(damaged)?,
-        envelope: b[12 + len..].to_vec(),
+        envelope: b[20 + len..].to_vec(),
         seq,
+        created,
     })
 }
 
@@ -1347,6 +1598,9 @@ mod tests {
         let own = crate::prekeys::refresh(&store, &OwnIdentity { log, state }, &hot, NOW)
             .unwrap()
             .own;
+        // A mailbox node named in the log: somewhere to send to.
+        let own =
+            crate::prekeys::set_mailboxes(&store, &own, &hot, vec![vec![9; 38]], NOW).unwrap();
         Side {
             _dir: dir,
             store,
@@ -1434,9 +1688,19 @@ mod tests {
         // Delivered twice (a retry): stored once, acknowledged each time.
         let (r, back) = bob.receive(&envelopes(&out), NOW + 1).unwrap();
         assert_eq!(r, [Received::Taken]);
+        let before = everything(&b);
         let (r, again) = bob.receive(&envelopes(&out), NOW + 1).unwrap();
         assert_eq!(r, [Received::Taken]);
-        assert!(again.is_empty(), "a replayed envelope changes nothing");
+        assert_eq!(
+            everything(&b),
+            before,
+            "a replayed envelope changes nothing"
+        );
+        assert_eq!(
+            envelopes(&again),
+            envelopes(&back),
+            "its receipt goes again"
+        );
         alice.receive(&envelopes(&back), NOW + 1).unwrap();
         assert_eq!(alice.outbox_len(), 0);
         // Bob answers; Alice reads; Bob sees it read.
@@ -1507,9 +1771,8 @@ mod tests {
         let (r, _) = bob.receive(std::slice::from_ref(&good), NOW + 1).unwrap();
         assert_eq!(r, [Received::Taken]);
         let after = everything(&b);
-        let (r, out) = bob.receive(&[good], NOW + 1).unwrap();
+        let (r, _) = bob.receive(&[good], NOW + 1).unwrap();
         assert_eq!(r, [Received::Taken]);
-        assert!(out.is_empty());
         assert_eq!(everything(&b), after);
         let _ = a;
     }
@@ -1546,5 +1809,108 @@ mod tests {
         let m = alice.message(&bob_id, true, 3).unwrap().unwrap();
         assert_eq!(m.state, State::Expired);
         assert_eq!(alice.outbox_len(), 0);
+    }
+
+    #[test]
+    fn a_try_again_sends_the_same_envelope_and_its_copy_is_acknowledged() {
+        let (_a, b, mut alice, mut bob) = pair();
+        let bob_id = b.own.state.id;
+        // Message 2 first, acknowledged.
+        let out = alice.due(NOW + 1).unwrap();
+        let (_, back) = bob.receive(&envelopes(&out), NOW + 1).unwrap();
+        alice.receive(&envelopes(&back), NOW + 1).unwrap();
+        alice.send(&bob_id, "once", NOW + 1).unwrap();
+        let first = alice.due(NOW + 1).unwrap();
+        // No receipt came: the next try is the same bytes (no key used up).
+        let again = alice.due(NOW + 1 + RETRY_MAX).unwrap();
+        assert_eq!(envelopes(&again), envelopes(&first));
+        let (r, back) = bob.receive(&envelopes(&first), NOW + 2).unwrap();
+        assert_eq!(r, [Received::Taken]);
+        assert_eq!(back.len(), 1);
+        // The copy is taken again and acknowledged again (the first receipt
+        // may be lost), and stored once.
+        let (r, back2) = bob.receive(&envelopes(&again), NOW + 3).unwrap();
+        assert_eq!(r, [Received::Taken]);
+        assert_eq!(back2.len(), 1);
+        alice.receive(&envelopes(&back2), NOW + 3).unwrap();
+        assert_eq!(alice.outbox_len(), 0);
+        assert_eq!(texts(&bob, &_a.own.state.id).len(), 3);
+    }
+
+    #[test]
+    fn received_messages_are_shown_in_order_and_a_gap_waits_only_so_long() {
+        let (a, b, mut alice, mut bob) = pair();
+        let (alice_id, bob_id) = (a.own.state.id, b.own.state.id);
+        bob.take_unread(NOW).unwrap();
+        // Alice's messages 3, 4 and 5 (2 went with the session's start).
+        let out = alice.due(NOW + 1).unwrap();
+        let (_, back) = bob.receive(&envelopes(&out), NOW + 1).unwrap();
+        alice.receive(&envelopes(&back), NOW + 1).unwrap();
+        bob.take_unread(NOW + 1).unwrap();
+        assert_eq!(alice.outbox_len(), 0);
+        for t in ["three", "four", "five"] {
+            alice.send(&bob_id, t, NOW + 2).unwrap();
+        }
+        let out = envelopes(&alice.due(NOW + 2).unwrap());
+        assert_eq!(out.len(), 3);
+        // Five comes first: it waits for three and four.
+        let (_, receipts) = bob.receive(&out[2..], NOW + 3).unwrap();
+        assert!(bob.take_unread(NOW + 3).unwrap().0.is_empty());
+        // Four comes: still waiting for three.
+        let (_, receipts4) = bob.receive(&out[1..2], NOW + 4).unwrap();
+        assert!(bob.take_unread(NOW + 4).unwrap().0.is_empty());
+        // Three never comes; after GAP_WAIT the rest is shown.
+        // (timed from when four, the next in order, came).
+        bob.due(NOW + 4 + GAP_WAIT - 10).unwrap();
+        assert!(bob
+            .take_unread(NOW + 4 + GAP_WAIT - 10)
+            .unwrap()
+            .0
+            .is_empty());
+        bob.due(NOW + 4 + GAP_WAIT).unwrap();
+        let (shown, read) = bob.take_unread(NOW + 4 + GAP_WAIT).unwrap();
+        let shown: Vec<u64> = shown.iter().map(|m| m.seq).collect();
+        assert_eq!(shown, [4, 5]);
+        // The read receipt says "read up to 5"; Alice still has 3 to send.
+        alice.receive(&envelopes(&receipts), NOW + 5).unwrap();
+        alice.receive(&envelopes(&receipts4), NOW + 5).unwrap();
+        alice.receive(&envelopes(&read), NOW + 5).unwrap();
+        assert_eq!(
+            alice.message(&bob_id, true, 5).unwrap().unwrap().state,
+            State::Read
+        );
+        let three = alice.message(&bob_id, true, 3).unwrap().unwrap();
+        assert_ne!(three.state, State::Read, "never delivered, so not read");
+        assert_eq!(alice.outbox_len(), 1);
+        // Three arrives late: shown where it comes.
+        let (_, _) = bob.receive(&out[..1], NOW + 4 + GAP_WAIT).unwrap();
+        let (late, _) = bob.take_unread(NOW + 4 + GAP_WAIT).unwrap();
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].text, "three");
+        assert_eq!(texts(&bob, &alice_id).len(), 5);
+    }
+
+    #[test]
+    fn an_unanswered_first_message_gives_way_to_a_new_one() {
+        let (a, b) = (side(), side());
+        knows(&a, &b);
+        let mut alice = convs(&a, b"alice-node");
+        let bob_id = b.own.state.id;
+        alice.send(&bob_id, "hello?", NOW).unwrap();
+        alice.send(&bob_id, "anyone?", NOW).unwrap();
+        let first = alice.due(NOW).unwrap();
+        assert_eq!(first.len(), 1);
+        // Tried again as it is while it is young; the second waits.
+        let again = alice.due(NOW + RETRY_MAX).unwrap();
+        assert_eq!(envelopes(&again), envelopes(&first));
+        // Too old: a new first message, to the contact's newest prekey.
+        let later = NOW + PENDING_MAX_AGE + RETRY_MAX;
+        let fresh = alice.due(later).unwrap();
+        assert_eq!(fresh.len(), 1);
+        assert_ne!(envelopes(&fresh), envelopes(&first));
+        let mut bob = convs(&b, b"bob-node");
+        knows(&b, &a);
+        let (r, _) = bob.receive(&envelopes(&fresh), later).unwrap();
+        assert_eq!(r, [Received::Taken]);
     }
 }

@@ -19,6 +19,7 @@
 //! need, so that a slow peer never holds the conversations.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -247,17 +248,26 @@ pub fn start(
         let mut tick = tokio::time::interval(TICK);
         let mut collect_tick = tokio::time::interval(collect);
         let mut sweep = tokio::time::interval(SWEEP);
-        let mut first_collect = true;
+        // Whether a collect has reached a mailbox since the start (until
+        // then every epoch kept is asked for), and whether one runs now.
+        let caught_up = Arc::new(AtomicBool::new(false));
+        let collecting = Arc::new(AtomicBool::new(false));
         loop {
             tokio::select! {
                 _ = tick.tick() => st.due().await,
                 _ = collect_tick.tick() => {
-                    if has_identity && !own_mailboxes.is_empty() {
+                    if has_identity && !own_mailboxes.is_empty() && !collecting.swap(true, Ordering::AcqRel) {
                         // Everything kept while the node was away first,
                         // then the recent epochs.
-                        let epochs = if first_collect { u64::MAX } else { 1 };
-                        first_collect = false;
-                        tokio::spawn(collect_all(st.net.clone(), st.owner.clone(), own_mailboxes.clone(), epochs));
+                        let epochs = if caught_up.load(Ordering::Acquire) { 1 } else { u64::MAX };
+                        let (net, owner, boxes) = (st.net.clone(), st.owner.clone(), own_mailboxes.clone());
+                        let (caught_up, collecting) = (caught_up.clone(), collecting.clone());
+                        tokio::spawn(async move {
+                            if collect_all(net, owner, boxes, epochs).await {
+                                caught_up.store(true, Ordering::Release);
+                            }
+                            collecting.store(false, Ordering::Release);
+                        });
                     }
                 }
                 _ = sweep.tick() => {
@@ -303,8 +313,18 @@ impl State {
                 }
                 self.transmit(out);
             }
-            Some(Err(e)) => warn!("cannot prepare messages: {e}"),
+            Some(Err(e)) => {
+                warn!("cannot prepare messages: {e}");
+                self.reload().await;
+            }
             None => {}
+        }
+    }
+
+    /// After a failed store write: the conversations again from the store.
+    async fn reload(&mut self) {
+        if let Some(Err(e)) = lend(&mut self.convs, |c| c.reload()).await {
+            warn!("cannot read the conversations again: {e}");
         }
     }
 
@@ -320,6 +340,7 @@ impl State {
             }
             Some(Err(e)) => {
                 warn!("cannot take envelopes: {e}");
+                self.reload().await;
                 // Not stored: the sender or the mailbox offers them again.
                 vec![Received::Unknown; n]
             }
@@ -569,11 +590,13 @@ async fn transmit(net: Arc<Network>, owner: Owner, out: Vec<Outgoing>) {
 }
 
 /// Collects from every own mailbox node what waits under this node's
-/// addresses, takes it and removes it there.
-async fn collect_all(net: Arc<Network>, owner: Owner, mailboxes: Vec<PeerId>, epochs: u64) {
+/// addresses, takes it and removes it there. Returns whether a mailbox node
+/// was reached.
+async fn collect_all(net: Arc<Network>, owner: Owner, mailboxes: Vec<PeerId>, epochs: u64) -> bool {
     let Ok(addresses) = owner.ask(|reply| Ask::Addresses { epochs, reply }).await else {
-        return;
+        return false;
     };
+    let mut reached = false;
     for m in mailboxes {
         if tokio::time::timeout(REACH_TIMEOUT, net.reach(m))
             .await
@@ -584,6 +607,7 @@ async fn collect_all(net: Arc<Network>, owner: Owner, mailboxes: Vec<PeerId>, ep
             debug!(mailbox = %m, "mailbox node not reached");
             continue;
         }
+        reached = true;
         for chunk in addresses.chunks(cairn_net::mail::MAX_BATCH) {
             for _ in 0..MAX_COLLECT_ROUNDS {
                 let envs = match net.mail(m, &MailRequest::Collect(chunk.to_vec())).await {
@@ -593,7 +617,6 @@ async fn collect_all(net: Arc<Network>, owner: Owner, mailboxes: Vec<PeerId>, ep
                 if envs.is_empty() {
                     break;
                 }
-                let full = envs.len() >= cairn_net::mail::MAX_BATCH;
                 let Ok(answers) = owner
                     .ask(|reply| Ask::Take {
                         envelopes: envs.clone(),
@@ -601,7 +624,7 @@ async fn collect_all(net: Arc<Network>, owner: Owner, mailboxes: Vec<PeerId>, ep
                     })
                     .await
                 else {
-                    return;
+                    return reached;
                 };
                 // What was taken (or refused for good) is removed there.
                 let done: Vec<([u8; 32], [u8; 32])> = envs
@@ -613,10 +636,13 @@ async fn collect_all(net: Arc<Network>, owner: Owner, mailboxes: Vec<PeerId>, ep
                 for part in done.chunks(cairn_net::mail::MAX_BATCH) {
                     let _ = net.mail(m, &MailRequest::Remove(part.to_vec())).await;
                 }
-                if !full || done.is_empty() {
+                // Another round while this one took something: a response
+                // holds at most a batch, or a megabyte.
+                if done.is_empty() {
                     break;
                 }
             }
         }
     }
+    reached
 }

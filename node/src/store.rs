@@ -798,7 +798,12 @@ impl Store {
 
     /// How many keys of `cf` start with `prefix`, counting up to `limit`
     /// (keys only: values are not read).
-    pub fn count(&self, cf: &'static str, prefix: &[u8], limit: usize) -> Result<usize, StoreError> {
+    pub fn count(
+        &self,
+        cf: &'static str,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<usize, StoreError> {
         let mut it = self.db.raw_iterator_cf(self.cf(cf));
         it.seek(prefix);
         let mut n = 0;
