@@ -61,7 +61,7 @@ pub const MAX_DUE: usize = 512;
 /// Epochs back that envelopes are looked for in mailboxes (their TTL).
 pub const COLLECT_EPOCHS: u64 = MESSAGE_TTL / cairn_messaging::mailbox::EPOCH_SECS + 1;
 /// Events kept for clients (oldest dropped first).
-pub const MAX_EVENTS: usize = 4096;
+pub const MAX_EVENTS: usize = 1024;
 /// How long a first message waits for its answer before a new one is
 /// made (to the contact's newest prekey), seconds.
 pub const PENDING_MAX_AGE: u64 = 3 * 24 * 60 * 60;

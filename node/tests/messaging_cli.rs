@@ -252,6 +252,31 @@ fn alice_and_bob_chat_both_ways_and_each_message_arrives_once_in_order() {
     assert_eq!(receive(&w.alice, "bob", 1, 60), ["hi Alice"]);
     wait_states(&w.alice, "bob", 1, &["read"], 60);
 
+    // `cairn chat`, its lines from standard input: it shows the
+    // conversation and sends each line.
+    let mut chat = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("--data-dir")
+        .arg(&w.bob.dir)
+        .args(["chat", "alice"])
+        .env("CAIRN_PASSPHRASE", common::net::PASS)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = chat.stdin.take().unwrap();
+        writeln!(stdin, "typed in a chat").unwrap();
+    }
+    let shown = chat.wait_with_output().unwrap();
+    assert!(shown.status.success());
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("hello Bob") && shown.contains("hi Alice"),
+        "{shown}"
+    );
+    assert_eq!(receive(&w.alice, "bob", 1, 60), ["typed in a chat"]);
+
     // 1,000 each way at once.
     let n = 1000;
     let (a, b) = (w.alice.dir.clone(), w.bob.dir.clone());
@@ -261,7 +286,7 @@ fn alice_and_bob_chat_both_ways_and_each_message_arrives_once_in_order() {
     assert_eq!(receive(&w.bob, "alice", n, 120), from_alice);
     assert_eq!(receive(&w.alice, "bob", n, 120), from_bob);
     wait_states(&w.alice, "bob", n + 1, &["delivered", "read"], 60);
-    wait_states(&w.bob, "alice", n + 1, &["delivered", "read"], 60);
+    wait_states(&w.bob, "alice", n + 2, &["delivered", "read"], 60);
 
     // Bad input from the API gets a clear error.
     let mut api = w.alice.api();
