@@ -25,6 +25,7 @@
 //! mdns = true                          # find peers on the LAN
 //! mailbox = true                       # a full node keeps envelopes for others (30 days, quotas)
 //! collect_secs = 30                    # how often the own mailbox nodes are asked for new mail
+//! direct = true                        # contacts may deliver to this node directly (false: only through mailboxes)
 //! ```
 //!
 //! The password is never read from this file: a file of its own (owner-only)
@@ -111,6 +112,10 @@ pub struct NetworkConfig {
     /// Seconds between two looks at the own mailbox nodes for new mail
     /// (1 to [`MAX_POLL_SECS`]).
     pub collect_secs: u64,
+    /// Tell contacts where this node is, so that they deliver to it
+    /// directly; `false`: every message comes through the mailbox nodes,
+    /// and contacts never learn this node's peer id (or its address).
+    pub direct: bool,
 }
 
 impl Default for NetworkConfig {
@@ -126,6 +131,7 @@ impl Default for NetworkConfig {
             mdns: true,
             mailbox: true,
             collect_secs: 30,
+            direct: true,
         }
     }
 }

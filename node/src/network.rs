@@ -140,6 +140,8 @@ pub struct NodeNetwork {
     pub serve_mailbox: bool,
     /// How often the own mailbox nodes are asked for new mail.
     pub collect: Duration,
+    /// Tell contacts this node's peer id (for direct delivery).
+    pub direct: bool,
 }
 
 /// The own identity on the network.
@@ -258,7 +260,11 @@ pub async fn start(
                 store.clone(),
                 hot,
                 &me.own.state,
-                net.peer_id().to_bytes(),
+                if part.direct {
+                    net.peer_id().to_bytes()
+                } else {
+                    Vec::new()
+                },
             )
             .map_err(|e| cairn_net::NetError::Start(e.to_string()))?;
             let mailboxes = me

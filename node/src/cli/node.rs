@@ -117,6 +117,7 @@ fn network_part(
             chain,
             serve_mailbox: config.full && config.mailbox,
             collect: config.collect_interval(),
+            direct: config.direct,
         }));
     }
     let own = identity::load(store, &ctx.dir)?;
@@ -139,6 +140,7 @@ fn network_part(
         chain,
         serve_mailbox: config.full && config.mailbox,
         collect: config.collect_interval(),
+        direct: config.direct,
     }))
 }
 
