@@ -215,14 +215,7 @@ pub fn last_mailboxes(log: &cairn_wallet::kel::KeyEventLog) -> Vec<Vec<u8>> {
         .rev()
         .find_map(|e| match e.event() {
             Event::Interaction(int) => {
-                let m: Vec<Vec<u8>> = int
-                    .items
-                    .iter()
-                    .filter_map(|i| match i {
-                        Item::Mailbox(m) => Some(m.clone()),
-                        Item::Prekey { .. } => None,
-                    })
-                    .collect();
+                let m = int.mailboxes();
                 (!m.is_empty()).then_some(m)
             }
             _ => None,

@@ -265,6 +265,17 @@ fn xonly(bytes: [u8; 32]) -> Result<XOnlyPublicKey, DecodeError> {
 }
 
 impl Interaction {
+    /// The mailboxes the event names, in order.
+    pub fn mailboxes(&self) -> Vec<Vec<u8>> {
+        self.items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Mailbox(m) => Some(m.clone()),
+                Item::Prekey { .. } => None,
+            })
+            .collect()
+    }
+
     /// Builds an interaction event, putting the items in canonical order.
     pub fn new(
         index: u32,

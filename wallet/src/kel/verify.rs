@@ -274,14 +274,7 @@ impl KeyEventLog {
                     }
                     state.last_seq = int.seq;
                     state.last_timestamp = int.timestamp;
-                    let mailboxes: Vec<Vec<u8>> = int
-                        .items
-                        .iter()
-                        .filter_map(|i| match i {
-                            Item::Mailbox(m) => Some(m.clone()),
-                            Item::Prekey { .. } => None,
-                        })
-                        .collect();
+                    let mailboxes = int.mailboxes();
                     if !mailboxes.is_empty() {
                         state.mailboxes = mailboxes;
                     }
