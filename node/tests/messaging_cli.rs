@@ -547,3 +547,94 @@ fn bob_rotates_mid_conversation_and_it_goes_on_without_a_manual_step() {
     let m = ok_json(&cairn(&w.bob.dir, &["--json", "mailboxes"]));
     assert_eq!(m["mailboxes"].as_array().unwrap().len(), 2, "{m}");
 }
+
+#[test]
+fn bad_envelopes_from_a_peer_are_refused_and_change_nothing() {
+    use cairn_messaging::mailbox::{epoch, prekey_address};
+    use cairn_messaging::payload::envelope;
+    use cairn_net::{MailRequest, MailResponse, MailStatus};
+
+    let mut w = world();
+    ok_json(&cairn(&w.alice.dir, &["--json", "send", "bob", "real"]));
+    assert_eq!(receive(&w.bob, "alice", 1, 60), ["real"]);
+    // Bob's public prekey (in his log, so anyone may know it).
+    w.bob.stop();
+    let prekeys = ok_json(&cairn(&w.bob.dir, &["--json", "prekeys"]));
+    let prekey: [u8; 32] = hex(prekeys[0]["key"].as_str().unwrap()).try_into().unwrap();
+    w.bob.start();
+    let s = status_when(&w.bob.dir, |_| true);
+    let bob_peer: cairn_net::PeerId = s["network"]["peer_id"].as_str().unwrap().parse().unwrap();
+    let bob_addr: cairn_net::Multiaddr = format!(
+        "{}/p2p/{bob_peer}",
+        s["network"]["listen"][0].as_str().unwrap()
+    )
+    .parse()
+    .unwrap();
+    let history = |node: &Node| {
+        node.api()
+            .call("messages", json!({ "limit": 10_000 }))
+            .unwrap()
+    };
+    let before = history(&w.bob);
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let to_prekey = prekey_address(&prekey, epoch(now));
+    // A first message sealed to nothing: right address, bytes of no one.
+    let mut forged = vec![1u8, 0, 0, 0, prekeys[0]["id"].as_u64().unwrap() as u8];
+    forged.resize(1024, 0x42);
+    let cases = [
+        ("forged", envelope(&to_prekey, &forged), MailStatus::Invalid),
+        (
+            "truncated",
+            envelope(&to_prekey, &forged[..40]),
+            MailStatus::Invalid,
+        ),
+        (
+            "another address",
+            envelope(&[7; 32], &[3; 1024]),
+            MailStatus::Unknown,
+        ),
+        (
+            "not a message",
+            envelope(&to_prekey, &[9; 100]),
+            MailStatus::Invalid,
+        ),
+    ];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let config = cairn_net::NetConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            mdns: false,
+            full: false,
+            ..cairn_net::NetConfig::default()
+        };
+        let (net, _events) = cairn_net::Network::start(
+            cairn_net::Keypair::generate_ed25519(),
+            config,
+            std::sync::Arc::new(cairn_node::network::RecordPolicy::new()),
+            None,
+        )
+        .await
+        .unwrap();
+        net.dial(bob_addr).await.unwrap();
+        for (what, env, want) in &cases {
+            let r = net
+                .mail(bob_peer, &MailRequest::Deliver(vec![env.clone()]))
+                .await
+                .unwrap();
+            assert_eq!(r, MailResponse::Status(vec![*want]), "{what}");
+        }
+        net.stop().await;
+    });
+    assert_eq!(history(&w.bob), before, "nothing changed");
+    // Bob's node goes on as before.
+    ok_json(&cairn(
+        &w.alice.dir,
+        &["--json", "send", "bob", "still here"],
+    ));
+    assert_eq!(receive(&w.bob, "alice", 1, 60), ["still here"]);
+    w.stop_all();
+}
