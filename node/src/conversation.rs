@@ -58,6 +58,9 @@ pub const MAX_SESSIONS: usize = 4;
 pub const MAX_OUTBOX: usize = 20_000;
 /// Envelopes prepared per call of [`Conversations::due`].
 pub const MAX_DUE: usize = 512;
+/// Messages sent to one contact and not acknowledged yet, at most (below
+/// the message keys a session skips, `cairn_messaging::session::MAX_SKIP`).
+pub const MAX_UNACKED: usize = 500;
 /// Epochs back that envelopes are looked for in mailboxes (their TTL).
 pub const COLLECT_EPOCHS: u64 = MESSAGE_TTL / cairn_messaging::mailbox::EPOCH_SECS + 1;
 /// Events kept for clients (oldest dropped first).
@@ -229,11 +232,19 @@ struct ConvState {
     /// one moves it back).
     #[serde(default)]
     shown: u64,
+    /// Every message up to this number has been received (no gap): read
+    /// receipts never say more.
+    #[serde(default)]
+    contiguous: u64,
 }
 
 struct PendingFirst {
     pending: Pending,
-    envelope: Vec<u8>,
+    /// The first message (a session message; its envelope's address is the
+    /// prekey's address of the day it is sent).
+    initial: Vec<u8>,
+    /// The contact's prekey it is sealed to.
+    prekey: [u8; 32],
     seq: u64,
     /// When it was made, Unix seconds.
     created: u64,
@@ -618,12 +629,23 @@ impl Conversations {
             .iter()
             .filter(|(_, m)| m.next_try <= now)
             .map(|(k, _)| *k)
-            .take(MAX_DUE)
             .collect();
+        // Messages sent and not acknowledged yet, per contact: at most
+        // MAX_UNACKED are out at once, so that the contact's session never
+        // has to skip more message keys than it keeps.
+        let mut unacked: HashMap<IdentityId, usize> = HashMap::new();
+        for ((id, _), m) in &self.outbox {
+            if m.tries > 0 {
+                *unacked.entry(*id).or_default() += 1;
+            }
+        }
         let mut out = Vec::new();
         let mut states: HashMap<IdentityId, Option<LogState>> = HashMap::new();
         let mut touched: Vec<(IdentityId, u32)> = Vec::new();
         for (id, seq) in due {
+            if out.len() >= MAX_DUE {
+                break;
+            }
             let Some(mut m) = self.outbox.get(&(id, seq)).cloned() else {
                 continue;
             };
@@ -640,13 +662,20 @@ impl Conversations {
                 v.insert(self.contact_state(&id)?);
             }
             let state = states.get(&id).and_then(|s| s.clone());
+            let full = m.tries == 0 && unacked.get(&id).copied().unwrap_or(0) >= MAX_UNACKED;
             let made = match state {
+                _ if full => Ok(Try::Hold),
                 // Not a contact any more, or its log does not verify: wait.
                 None => Ok(Try::Wait),
                 Some(state) => self.try_message(&state, &m, now, &mut ops, &mut touched),
             };
             match made {
-                Ok(Try::Send(o)) => out.push(o),
+                Ok(Try::Send(o)) => {
+                    if m.tries == 0 {
+                        *unacked.entry(id).or_default() += 1;
+                    }
+                    out.push(o);
+                }
                 Ok(Try::Hold) => {
                     // Behind a first message still unanswered.
                     m.next_try = now + RETRY_FIRST;
@@ -722,10 +751,18 @@ impl Conversations {
         let conv = self.convs.entry(id).or_default();
         if let Some(n) = conv.send_session() {
             let kx = key_x(&id, seq);
+            // The same message again, under today's address; made anew on
+            // the 4th, 8th, 16th… try, in case the contact's session has
+            // moved on from the one it was made on.
+            let anew = m.tries >= 4 && m.tries.is_power_of_two();
             if let Some(v) = self.store.get(CF_MESSAGES, &kx)? {
                 let plain = secrets::open(&self.key, &kx, &v)?;
-                if plain.get(..4) == Some(&n.to_be_bytes()[..]) {
-                    return Ok(outgoing(plain[4..].to_vec()));
+                if plain.get(..4) == Some(&n.to_be_bytes()[..]) && !anew {
+                    let session = &self.convs[&id].sessions[&n];
+                    return Ok(outgoing(envelope(
+                        &session.send_address(epoch(now)),
+                        &plain[4..],
+                    )));
                 }
             }
             let payload = Payload {
@@ -747,7 +784,7 @@ impl Conversations {
                 }
             };
             let env = envelope(&session.send_address(epoch(now)), &message);
-            ops.push(self.seal(&kx, &[&n.to_be_bytes()[..], &env].concat())?);
+            ops.push(self.seal(&kx, &[&n.to_be_bytes()[..], &message].concat())?);
             if !touched.contains(&(id, n)) {
                 touched.push((id, n));
             }
@@ -757,7 +794,10 @@ impl Conversations {
             if p.seq != seq {
                 return Ok(Try::Hold);
             }
-            return Ok(outgoing(p.envelope.clone()));
+            return Ok(outgoing(envelope(
+                &prekey_address(&p.prekey, epoch(now)),
+                &p.initial,
+            )));
         }
         // A first message, sealed to the contact's newest prekey.
         let Some(&(pid, pkey, _)) = state
@@ -790,7 +830,8 @@ impl Conversations {
         let env = envelope(&prekey_address(&pkey, epoch(now)), &initial);
         let rec = PendingFirst {
             pending,
-            envelope: env.clone(),
+            initial,
+            prekey: pkey,
             seq,
             created: now,
         };
@@ -928,6 +969,7 @@ impl Conversations {
         } = b;
         for (id, n) in &touched {
             self.put_session(&mut ops, id, *n)?;
+            self.put_conv(&mut ops, id)?;
         }
         let ids: Vec<IdentityId> = delivered.keys().copied().collect();
         for id in ids {
@@ -939,7 +981,7 @@ impl Conversations {
             seqs.dedup();
             for chunk in seqs.chunks(cairn_messaging::payload::MAX_RECEIPT_SEQS) {
                 let read = self.convs.get(&id).map_or(0, |c| c.state.read_told);
-                if let Some(o) = self.on_session(
+                if let Some((o, n)) = self.on_session(
                     &id,
                     Body::Receipt {
                         delivered: chunk.to_vec(),
@@ -948,13 +990,14 @@ impl Conversations {
                     now,
                     &mut ops,
                 )? {
-                    // Kept with each text it answers, to go out again if
-                    // the text comes again (the receipt may be lost).
+                    // Kept with each text it answers (the session and the
+                    // message), to go out again if the text comes again.
+                    let kept = [&n.to_be_bytes()[..], &o.envelope[32..]].concat();
                     for (_, _, ke) in texts
                         .iter()
                         .filter(|(c, seq, _)| *c == id && chunk.binary_search(seq).is_ok())
                     {
-                        ops.push(self.seal(ke, &o.envelope)?);
+                        ops.push(self.seal(ke, &kept)?);
                     }
                     out.push(o);
                 }
@@ -975,7 +1018,7 @@ impl Conversations {
         body: Body,
         now: u64,
         ops: &mut Vec<Op>,
-    ) -> Result<Option<Outgoing>, ConversationError> {
+    ) -> Result<Option<(Outgoing, u32)>, ConversationError> {
         let payload = self.payload(body)?;
         let direct = self.direct(id);
         let mailboxes = self
@@ -994,13 +1037,16 @@ impl Conversations {
         };
         let address = session.send_address(epoch(now));
         self.put_session(ops, id, n)?;
-        Ok(Some(Outgoing {
-            contact: *id,
-            envelope: envelope(&address, &message),
-            seqs: Vec::new(),
-            direct,
-            mailboxes,
-        }))
+        Ok(Some((
+            Outgoing {
+                contact: *id,
+                envelope: envelope(&address, &message),
+                seqs: Vec::new(),
+                direct,
+                mailboxes,
+            },
+            n,
+        )))
     }
 
     fn receive_one(
@@ -1015,6 +1061,33 @@ impl Conversations {
         };
         match route {
             Route::Session(id, n) => {
+                // A copy of a text already taken (whatever the session has
+                // done since): nothing changes; the receipt made for it
+                // goes out again, under today's address.
+                let ke = key_e(message);
+                if let Some(v) = self.store.get(CF_MESSAGES, &ke).map_err(fatal)? {
+                    let kept = secrets::open(&self.key, &ke, &v).map_err(fatal)?;
+                    let on = kept
+                        .get(..4)
+                        .and_then(|x| x.try_into().ok())
+                        .map(u32::from_be_bytes);
+                    let session = on.and_then(|on| self.convs.get(&id)?.sessions.get(&on));
+                    if let (Some(session), Some(receipt)) = (session, kept.get(4..)) {
+                        let mailboxes = self
+                            .contact_state(&id)
+                            .map_err(fatal)?
+                            .map(|s| s.mailboxes)
+                            .unwrap_or_default();
+                        b.out.push(Outgoing {
+                            contact: id,
+                            envelope: envelope(&session.send_address(epoch(now)), receipt),
+                            seqs: Vec::new(),
+                            direct: self.direct(&id),
+                            mailboxes,
+                        });
+                    }
+                    return Ok(Received::Taken);
+                }
                 let session = self
                     .convs
                     .get(&id)
@@ -1023,27 +1096,10 @@ impl Conversations {
                 let mut next = session.clone();
                 let content = match next.decrypt(message) {
                     Ok(c) => c,
-                    // A copy of a message already taken: taken again, and
-                    // acknowledged again (its receipt may have been lost).
-                    // Nothing changes; the receipt made for it goes out again.
+                    // A copy of another message already taken (a receipt):
+                    // nothing to do.
                     Err(cairn_messaging::SessionError::Replayed { .. }) => {
-                        let ke = key_e(message);
-                        if let Some(v) = self.store.get(CF_MESSAGES, &ke).map_err(fatal)? {
-                            let receipt = secrets::open(&self.key, &ke, &v).map_err(fatal)?;
-                            let mailboxes = self
-                                .contact_state(&id)
-                                .map_err(fatal)?
-                                .map(|s| s.mailboxes)
-                                .unwrap_or_default();
-                            b.out.push(Outgoing {
-                                contact: id,
-                                envelope: receipt.to_vec(),
-                                seqs: Vec::new(),
-                                direct: self.direct(&id),
-                                mailboxes,
-                            });
-                        }
-                        return Ok(Received::Taken);
+                        return Ok(Received::Taken)
                     }
                     Err(e) => return Err(refused(e)),
                 };
@@ -1240,7 +1296,15 @@ impl Conversations {
         let Some(mut st) = self.convs.get(id).map(|c| c.state.clone()) else {
             return Ok(());
         };
-        let before = (st.released, st.gap_since);
+        let before = (st.released, st.gap_since, st.contiguous);
+        while st.contiguous < st.max_received {
+            let next = st.contiguous + 1;
+            if fresh.contains_key(&(*id, next)) || self.message(id, false, next)?.is_some() {
+                st.contiguous = next;
+            } else {
+                break;
+            }
+        }
         let mut released = Vec::new();
         while st.released < st.max_received {
             let next = st.released + 1;
@@ -1271,7 +1335,7 @@ impl Conversations {
         if st.released >= st.max_received {
             st.gap_since = 0;
         }
-        if (st.released, st.gap_since) != before {
+        if (st.released, st.gap_since, st.contiguous) != before {
             if let Some(c) = self.convs.get_mut(id) {
                 c.state = st;
             }
@@ -1454,34 +1518,34 @@ impl Conversations {
             }
         }
         let mut ops = Vec::new();
-        let mut read_to: BTreeMap<IdentityId, u64> = BTreeMap::new();
         for m in &mut unread {
             m.state = State::Read;
             self.put_message(&mut ops, m)?;
-            let r = read_to.entry(m.contact).or_default();
-            *r = (*r).max(m.seq);
         }
         let mut out = Vec::new();
         let ids: Vec<IdentityId> = self.convs.keys().copied().collect();
         for id in ids {
-            let Some(up_to) = read_to.get(&id).copied() else {
-                // The watermark moved; kept with the rest.
-                self.put_conv(&mut ops, &id)?;
+            // Everything up to `released` has been shown now; a read receipt
+            // never says more than what has come with no gap before it.
+            let Some(st) = self.convs.get(&id).map(|c| c.state.clone()) else {
                 continue;
             };
-            if let Some(conv) = self.convs.get_mut(&id) {
-                conv.state.read_told = conv.state.read_told.max(up_to);
-            }
-            if let Some(o) = self.on_session(
-                &id,
-                Body::Receipt {
-                    delivered: Vec::new(),
-                    read_up_to: up_to,
-                },
-                now,
-                &mut ops,
-            )? {
-                out.push(o);
+            let up_to = st.released.min(st.contiguous);
+            if up_to > st.read_told {
+                if let Some(conv) = self.convs.get_mut(&id) {
+                    conv.state.read_told = up_to;
+                }
+                if let Some((o, _)) = self.on_session(
+                    &id,
+                    Body::Receipt {
+                        delivered: Vec::new(),
+                        read_up_to: up_to,
+                    },
+                    now,
+                    &mut ops,
+                )? {
+                    out.push(o);
+                }
             }
             self.put_conv(&mut ops, &id)?;
         }
@@ -1540,9 +1604,10 @@ fn encode_pending(p: &PendingFirst) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::new());
     out.extend_from_slice(&p.created.to_be_bytes());
     out.extend_from_slice(&p.seq.to_be_bytes());
+    out.extend_from_slice(&p.prekey);
     out.extend_from_slice(&(pending.len() as u32).to_be_bytes());
     out.extend_from_slice(&pending);
-    out.extend_from_slice(&p.envelope);
+    out.extend_from_slice(&p.initial);
     out
 }
 
@@ -1554,15 +1619,20 @@ fn decode_pending(b: &[u8]) -> Result<PendingFirst, ConversationError> {
             .ok_or_else(|| damaged("pending"))
     };
     let (created, seq) = (u64_at(0)?, u64_at(8)?);
+    let prekey: [u8; 32] = b
+        .get(16..48)
+        .and_then(|x| x.try_into().ok())
+        .ok_or_else(|| damaged("pending"))?;
     let len = b
-        .get(16..20)
+        .get(48..52)
         .and_then(|x| x.try_into().ok())
         .map(u32::from_be_bytes)
         .ok_or_else(|| damaged("pending"))? as usize;
-    let pending = b.get(20..20 + len).ok_or_else(|| damaged("pending"))?;
+    let pending = b.get(52..52 + len).ok_or_else(|| damaged("pending"))?;
     Ok(PendingFirst {
         pending: Pending::from_bytes(pending).map_err(damaged)?,
-        envelope: b[20 + len..].to_vec(),
+        initial: b[52 + len..].to_vec(),
+        prekey,
         seq,
         created,
     })
@@ -1871,22 +1941,31 @@ mod tests {
         let (shown, read) = bob.take_unread(NOW + 4 + GAP_WAIT).unwrap();
         let shown: Vec<u64> = shown.iter().map(|m| m.seq).collect();
         assert_eq!(shown, [4, 5]);
-        // The read receipt says "read up to 5"; Alice still has 3 to send.
+        // Bob read 4 and 5, but with 3 missing his receipt says "read up to
+        // 2" only; Alice still has 3 to send.
         alice.receive(&envelopes(&receipts), NOW + 5).unwrap();
         alice.receive(&envelopes(&receipts4), NOW + 5).unwrap();
         alice.receive(&envelopes(&read), NOW + 5).unwrap();
-        assert_eq!(
-            alice.message(&bob_id, true, 5).unwrap().unwrap().state,
-            State::Read
+        let state =
+            |alice: &Conversations, seq| alice.message(&bob_id, true, seq).unwrap().unwrap().state;
+        assert_eq!(state(&alice, 5), State::Delivered);
+        assert_ne!(
+            state(&alice, 3),
+            State::Read,
+            "never delivered, so not read"
         );
-        let three = alice.message(&bob_id, true, 3).unwrap().unwrap();
-        assert_ne!(three.state, State::Read, "never delivered, so not read");
         assert_eq!(alice.outbox_len(), 1);
-        // Three arrives late: shown where it comes.
-        let (_, _) = bob.receive(&out[..1], NOW + 4 + GAP_WAIT).unwrap();
-        let (late, _) = bob.take_unread(NOW + 4 + GAP_WAIT).unwrap();
+        // Three arrives late: shown where it comes; now all is read.
+        let (_, receipts3) = bob.receive(&out[..1], NOW + 4 + GAP_WAIT).unwrap();
+        let (late, read) = bob.take_unread(NOW + 4 + GAP_WAIT).unwrap();
         assert_eq!(late.len(), 1);
         assert_eq!(late[0].text, "three");
+        alice.receive(&envelopes(&receipts3), NOW + 6).unwrap();
+        alice.receive(&envelopes(&read), NOW + 6).unwrap();
+        assert_eq!(alice.outbox_len(), 0);
+        for seq in [3, 4, 5] {
+            assert_eq!(state(&alice, seq), State::Read, "{seq}");
+        }
         assert_eq!(texts(&bob, &alice_id).len(), 5);
     }
 

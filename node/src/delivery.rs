@@ -19,7 +19,7 @@
 //! need, so that a slow peer never holds the conversations.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -248,9 +248,9 @@ pub fn start(
         let mut tick = tokio::time::interval(TICK);
         let mut collect_tick = tokio::time::interval(collect);
         let mut sweep = tokio::time::interval(SWEEP);
-        // Whether a collect has reached a mailbox since the start (until
-        // then every epoch kept is asked for), and whether one runs now.
-        let caught_up = Arc::new(AtomicBool::new(false));
+        // When a collect last went through (0: not since the start; every
+        // epoch kept is asked for until one does), and whether one runs now.
+        let last_ok = Arc::new(AtomicU64::new(0));
         let collecting = Arc::new(AtomicBool::new(false));
         loop {
             tokio::select! {
@@ -259,12 +259,18 @@ pub fn start(
                     if has_identity && !own_mailboxes.is_empty() && !collecting.swap(true, Ordering::AcqRel) {
                         // Everything kept while the node was away first,
                         // then the recent epochs.
-                        let epochs = if caught_up.load(Ordering::Acquire) { 1 } else { u64::MAX };
+                        let now = unix_now();
+                        let since = last_ok.load(Ordering::Acquire);
+                        let epochs = if since == 0 {
+                            u64::MAX
+                        } else {
+                            now.saturating_sub(since) / cairn_messaging::mailbox::EPOCH_SECS + 1
+                        };
                         let (net, owner, boxes) = (st.net.clone(), st.owner.clone(), own_mailboxes.clone());
-                        let (caught_up, collecting) = (caught_up.clone(), collecting.clone());
+                        let (last_ok, collecting) = (last_ok.clone(), collecting.clone());
                         tokio::spawn(async move {
                             if collect_all(net, owner, boxes, epochs).await {
-                                caught_up.store(true, Ordering::Release);
+                                last_ok.store(now, Ordering::Release);
                             }
                             collecting.store(false, Ordering::Release);
                         });
@@ -368,6 +374,9 @@ impl State {
                     self.transmit(out);
                     unread
                 });
+                if r.is_err() {
+                    self.reload().await;
+                }
                 let _ = reply.send(r);
             }
             Ask::Events { after, reply } => {
@@ -392,6 +401,7 @@ impl State {
                 .await;
                 if let Some(Err(e)) = r {
                     warn!("cannot record a delivery: {e}");
+                    self.reload().await;
                 }
                 self.changed();
             }
@@ -590,13 +600,13 @@ async fn transmit(net: Arc<Network>, owner: Owner, out: Vec<Outgoing>) {
 }
 
 /// Collects from every own mailbox node what waits under this node's
-/// addresses, takes it and removes it there. Returns whether a mailbox node
-/// was reached.
+/// addresses, takes it and removes it there. Returns whether every collect
+/// asked of at least one mailbox node went through.
 async fn collect_all(net: Arc<Network>, owner: Owner, mailboxes: Vec<PeerId>, epochs: u64) -> bool {
     let Ok(addresses) = owner.ask(|reply| Ask::Addresses { epochs, reply }).await else {
         return false;
     };
-    let mut reached = false;
+    let mut through = false;
     for m in mailboxes {
         if tokio::time::timeout(REACH_TIMEOUT, net.reach(m))
             .await
@@ -607,12 +617,15 @@ async fn collect_all(net: Arc<Network>, owner: Owner, mailboxes: Vec<PeerId>, ep
             debug!(mailbox = %m, "mailbox node not reached");
             continue;
         }
-        reached = true;
+        let mut all = true;
         for chunk in addresses.chunks(cairn_net::mail::MAX_BATCH) {
             for _ in 0..MAX_COLLECT_ROUNDS {
                 let envs = match net.mail(m, &MailRequest::Collect(chunk.to_vec())).await {
                     Ok(MailResponse::Envelopes(e)) => e,
-                    Ok(_) | Err(_) => break,
+                    Ok(_) | Err(_) => {
+                        all = false;
+                        break;
+                    }
                 };
                 if envs.is_empty() {
                     break;
@@ -624,7 +637,7 @@ async fn collect_all(net: Arc<Network>, owner: Owner, mailboxes: Vec<PeerId>, ep
                     })
                     .await
                 else {
-                    return reached;
+                    return false;
                 };
                 // What was taken (or refused for good) is removed there.
                 let done: Vec<([u8; 32], [u8; 32])> = envs
@@ -643,6 +656,7 @@ async fn collect_all(net: Arc<Network>, owner: Owner, mailboxes: Vec<PeerId>, ep
                 }
             }
         }
+        through |= all;
     }
-    reached
+    through
 }

@@ -106,13 +106,15 @@ impl Mailbox {
         let mut out = Vec::with_capacity(envelopes.len());
         let mut added = 0u64;
         let mut per_address: std::collections::HashMap<[u8; 32], usize> = Default::default();
+        let mut batch = std::collections::HashSet::new();
         for e in envelopes {
             let Ok((address, _)) = split_envelope(e) else {
                 out.push(Deposit::Invalid);
                 continue;
             };
             let key = entry_key(&address, e);
-            if self.store.get(CF_MAILBOX, &key)?.is_some() {
+            // Kept before, or twice in this request: kept once.
+            if !batch.insert(key.clone()) || self.store.get(CF_MAILBOX, &key)?.is_some() {
                 out.push(Deposit::Kept);
                 continue;
             }
