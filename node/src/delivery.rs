@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use cairn_net::{MailRequest, MailResponse, MailStatus, NetError, Network, PeerId};
 use cairn_wallet::IdentityId;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::chain::unix_now;
@@ -48,6 +48,8 @@ const MAX_REQUEST_BYTES: usize = 1024 * 1024 - 64 * 4;
 pub const MAIL_QUEUE: usize = 256;
 /// Requests waiting for the task that owns the conversations.
 const ASK_QUEUE: usize = 256;
+/// Tasks sending envelopes at once.
+const MAX_SENDING: usize = 32;
 
 /// Delivery failures, as the API reports them.
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +214,7 @@ struct State {
     net: Arc<Network>,
     owner: Owner,
     events: watch::Sender<u64>,
+    sending: Arc<Semaphore>,
 }
 
 /// Starts delivery: the task that owns the conversations (with an
@@ -243,6 +246,7 @@ pub fn start(
         net,
         owner,
         events,
+        sending: Arc::new(Semaphore::new(MAX_SENDING)),
     };
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
@@ -277,11 +281,27 @@ pub fn start(
                     }
                 }
                 _ = sweep.tick() => {
-                    let swept = lend(&mut st.mailbox, |m| m.sweep(unix_now())).await;
-                    match swept {
-                        Some(Ok(n)) if n > 0 => info!(forgotten = n, "expired envelopes forgotten"),
-                        Some(Err(e)) => warn!("mailbox sweep failed: {e}"),
-                        _ => {}
+                    // A page at a time, so that requests are served between.
+                    let (mut from, mut forgotten) = (Vec::new(), 0);
+                    loop {
+                        let start = std::mem::take(&mut from);
+                        match lend(&mut st.mailbox, move |m| m.sweep_page(&start, unix_now())).await {
+                            Some(Ok((n, next))) => {
+                                forgotten += n;
+                                match next {
+                                    Some(k) => from = k,
+                                    None => break,
+                                }
+                            }
+                            Some(Err(e)) => {
+                                warn!("mailbox sweep failed: {e}");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    if forgotten > 0 {
+                        info!(forgotten, "expired envelopes forgotten");
                     }
                 }
                 ask = asks.recv() => match ask {
@@ -304,9 +324,25 @@ impl State {
         self.events.send_modify(|n| *n += 1);
     }
 
+    /// Sends `out` from a task of its own; at most [`MAX_SENDING`] such
+    /// tasks run at once (beyond, `out` is dropped: texts are tried again
+    /// by `due`, receipts are sent again when their text comes again).
     fn transmit(&self, out: Vec<Outgoing>) {
-        if !out.is_empty() {
-            tokio::spawn(transmit(self.net.clone(), self.owner.clone(), out));
+        if out.is_empty() {
+            return;
+        }
+        match self.sending.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let (net, owner) = (self.net.clone(), self.owner.clone());
+                tokio::spawn(async move {
+                    transmit(net, owner, out).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => debug!(
+                "{} envelopes not sent now: too many sends at once",
+                out.len()
+            ),
         }
     }
 

@@ -100,6 +100,34 @@ impl Mailbox {
         Ok(expired)
     }
 
+    /// Forgets the expired envelopes of one page of entries from the key
+    /// `from` on; returns how many, and where the next page starts (none
+    /// at the end). What it forgets leaves the byte count.
+    pub fn sweep_page(
+        &mut self,
+        from: &[u8],
+        now: u64,
+    ) -> Result<(usize, Option<Vec<u8>>), StoreError> {
+        const PAGE: usize = 1024;
+        let page = self.store.scan_from(CF_MAILBOX, from, b"", PAGE)?;
+        let mut ops = Vec::new();
+        for (k, v) in &page {
+            if expiry(v).is_none_or(|e| e <= now) {
+                self.total = self.total.saturating_sub(v.len() as u64);
+                ops.push(Op::Delete(CF_MAILBOX, k.clone()));
+            }
+        }
+        let n = ops.len();
+        if n > 0 {
+            self.store.write(ops, false)?;
+        }
+        let next = match page.last() {
+            Some((k, _)) if page.len() == PAGE => Some([&k[..], &[0]].concat()),
+            _ => None,
+        };
+        Ok((n, next))
+    }
+
     /// Keeps `envelopes` (one synced write); one answer each, in order.
     pub fn deposit(&mut self, envelopes: &[Vec<u8>], now: u64) -> Result<Vec<Deposit>, StoreError> {
         let mut ops = Vec::new();
@@ -268,7 +296,17 @@ mod tests {
         let total = m.total_bytes();
         assert_eq!(m.sweep(NOW).unwrap(), 0);
         assert_eq!(m.total_bytes(), total);
-        assert_eq!(m.sweep(NOW + TTL).unwrap(), MAX_PER_ADDRESS + 1);
+        // Page by page, as the node does it.
+        let (mut from, mut forgotten) = (Vec::new(), 0);
+        loop {
+            let (n, next) = m.sweep_page(&from, NOW + TTL).unwrap();
+            forgotten += n;
+            match next {
+                Some(k) => from = k,
+                None => break,
+            }
+        }
+        assert_eq!(forgotten, MAX_PER_ADDRESS + 1);
         assert_eq!(m.total_bytes(), 0);
     }
 }
