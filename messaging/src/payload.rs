@@ -5,13 +5,16 @@
 //! envelope = mailbox address (32) ‖ session message (Initial, Answer or Ratchet; padded)
 //! payload  = version (1) ‖ kind (1) ‖ reach ‖ body
 //! reach    = length (1, ≤ 64) ‖ the sender node's libp2p peer id (bytes), or length 0
-//! text     = kind 1 ‖ reach ‖ seq (u64) ‖ sent at (u64, Unix seconds) ‖ length (u32) ‖ UTF-8
+//! text     = kind 1 ‖ reach ‖ stream (u64) ‖ seq (u64) ‖ sent at (u64, Unix seconds) ‖ length (u32) ‖ UTF-8
 //! receipt  = kind 2 ‖ reach ‖ count (u16, ≤ 512) ‖ count × seq (u64) ‖ read up to (u64)
 //! ```
 //!
 //! Numbers are big-endian. `seq` numbers a sender's messages to one contact
 //! from 1: it is the message's id in the conversation, the order it is
-//! shown in, and what receipts name. `reach` tells the contact where this
+//! shown in, and what receipts name. `stream` is random per installation and
+//! conversation: a sender restored from its words on a new machine numbers
+//! from 1 again in a new stream, and the receiver does not take its new
+//! texts for old ones. `reach` tells the contact where this
 //! side's node can be reached directly; it travels only inside the
 //! ciphertext, so only the contact learns it. A receipt says which messages
 //! were stored (delivered) and up to which one the user has read.
@@ -46,6 +49,8 @@ pub struct Payload {
 pub enum Body {
     /// A text message.
     Text {
+        /// The sender's numbering (random per installation and contact).
+        stream: u64,
         /// Its number in the sender's messages to this contact, from 1.
         seq: u64,
         /// When it was written, by the sender's clock (Unix seconds).
@@ -80,7 +85,12 @@ impl Payload {
         out.push(self.reach.len() as u8);
         out.extend_from_slice(&self.reach);
         match &self.body {
-            Body::Text { seq, sent_at, text } => {
+            Body::Text {
+                stream,
+                seq,
+                sent_at,
+                text,
+            } => {
                 if text.len() > MAX_TEXT {
                     return Err(SessionError::TooLarge {
                         len: text.len(),
@@ -90,6 +100,7 @@ impl Payload {
                 if *seq == 0 {
                     return Err(malformed("message number 0"));
                 }
+                out.extend_from_slice(&stream.to_be_bytes());
                 out.extend_from_slice(&seq.to_be_bytes());
                 out.extend_from_slice(&sent_at.to_be_bytes());
                 out.extend_from_slice(&(text.len() as u32).to_be_bytes());
@@ -126,6 +137,7 @@ impl Payload {
         let reach = r.take(reach_len)?.to_vec();
         let body = match kind {
             1 => {
+                let stream = r.u64()?;
                 let seq = r.u64()?;
                 let sent_at = r.u64()?;
                 let len = r.u32()? as usize;
@@ -138,7 +150,12 @@ impl Payload {
                 let text = std::str::from_utf8(r.take(len)?)
                     .map_err(|_| malformed("text is not UTF-8"))?
                     .to_string();
-                Body::Text { seq, sent_at, text }
+                Body::Text {
+                    stream,
+                    seq,
+                    sent_at,
+                    text,
+                }
             }
             2 => {
                 let n = usize::from(r.u16()?);
@@ -215,6 +232,7 @@ mod tests {
         Payload {
             reach: vec![0, 36, 8, 1],
             body: Body::Text {
+                stream: 77,
                 seq,
                 sent_at: 1_800_000_000,
                 text: t.into(),

@@ -236,6 +236,48 @@ struct ConvState {
     /// receipts never say more.
     #[serde(default)]
     contiguous: u64,
+    /// This installation's numbering of its texts to the contact (random,
+    /// made with the first text).
+    #[serde(default)]
+    stream: u64,
+    /// The contact's numberings seen, newest last, and where each starts
+    /// in this side's numbering of what it received: `(stream, base)`.
+    #[serde(default)]
+    streams: Vec<(u64, u64)>,
+}
+
+/// The contact's numberings remembered per conversation.
+const MAX_STREAMS: usize = 8;
+
+impl ConvState {
+    /// Where the contact's numbering `stream` starts in this side's
+    /// numbering of received texts (a new one starts after all so far).
+    fn base(&self, stream: u64) -> u64 {
+        self.streams
+            .iter()
+            .find(|(s, _)| *s == stream)
+            .map_or(self.max_received.max(self.released), |(_, b)| *b)
+    }
+
+    /// Remembers the contact's numbering `stream` (newest last, bounded).
+    fn remember(&mut self, stream: u64, base: u64) {
+        if let Some(i) = self.streams.iter().position(|(s, _)| *s == stream) {
+            let e = self.streams.remove(i);
+            self.streams.push(e);
+            return;
+        }
+        if self.streams.len() >= MAX_STREAMS {
+            self.streams.remove(0);
+        }
+        self.streams.push((stream, base));
+    }
+
+    /// A number of this side's numbering in the contact's newest one (what
+    /// read receipts say).
+    fn theirs(&self, local: u64) -> u64 {
+        let base = self.streams.last().map_or(0, |(_, b)| *b);
+        local.saturating_sub(base)
+    }
 }
 
 struct PendingFirst {
@@ -553,7 +595,12 @@ impl Conversations {
         if self.outbox.len() >= MAX_OUTBOX {
             return Err(ConversationError::OutboxFull);
         }
+        let fresh_stream =
+            u64::from_be_bytes(secrets::random32()?[..8].try_into().expect("8 bytes"));
         let conv = self.convs.entry(*to).or_default();
+        if conv.state.stream == 0 {
+            conv.state.stream = fresh_stream.max(1);
+        }
         conv.state.next_seq = conv.state.next_seq.max(1);
         let seq = conv.state.next_seq;
         conv.state.next_seq += 1;
@@ -719,6 +766,7 @@ impl Conversations {
             return Ok(Try::Wait);
         }
         let text = Body::Text {
+            stream: self.convs.get(&id).map_or(0, |c| c.state.stream),
             seq,
             sent_at: m.sent_at,
             text: m.text.clone(),
@@ -980,7 +1028,10 @@ impl Conversations {
             seqs.sort_unstable();
             seqs.dedup();
             for chunk in seqs.chunks(cairn_messaging::payload::MAX_RECEIPT_SEQS) {
-                let read = self.convs.get(&id).map_or(0, |c| c.state.read_told);
+                let read = self
+                    .convs
+                    .get(&id)
+                    .map_or(0, |c| c.state.theirs(c.state.read_told));
                 if let Some((o, n)) = self.on_session(
                     &id,
                     Body::Receipt {
@@ -1235,12 +1286,14 @@ impl Conversations {
     /// Whether a decrypted payload may be taken: a text's number is not
     /// absurdly far ahead of what came before.
     fn acceptable(&self, id: &IdentityId, payload: &Payload) -> Result<(), ReceiveFailure> {
-        if let Body::Text { seq, .. } = payload.body {
-            let known = self
-                .convs
-                .get(id)
-                .map_or(0, |c| c.state.released.max(c.state.max_received));
-            if seq > known.saturating_add(MAX_AHEAD) {
+        if let Body::Text { stream, seq, .. } = payload.body {
+            let (base, known) = self.convs.get(id).map_or((0, 0), |c| {
+                (
+                    c.state.base(stream),
+                    c.state.released.max(c.state.max_received),
+                )
+            });
+            if base.saturating_add(seq) > known.saturating_add(MAX_AHEAD) {
                 return Err(refused(format!(
                     "message {seq} is more than {MAX_AHEAD} ahead of {known}"
                 )));
@@ -1372,8 +1425,20 @@ impl Conversations {
             self.convs.entry(id).or_default().state.reach = payload.reach;
         }
         match payload.body {
-            Body::Text { seq, sent_at, text } => {
-                b.delivered.entry(id).or_default().push(seq);
+            Body::Text {
+                stream,
+                seq: theirs,
+                sent_at,
+                text,
+            } => {
+                // Receipts name the sender's numbers; this side keeps its
+                // own, in which each of the sender's numberings follows the
+                // one before.
+                b.delivered.entry(id).or_default().push(theirs);
+                let conv = self.convs.entry(id).or_default();
+                let base = conv.state.base(stream);
+                conv.state.remember(stream, base);
+                let seq = base.saturating_add(theirs);
                 if self.message(&id, false, seq).map_err(fatal)?.is_some() {
                     return Ok(());
                 }
@@ -1539,7 +1604,7 @@ impl Conversations {
                     &id,
                     Body::Receipt {
                         delivered: Vec::new(),
-                        read_up_to: up_to,
+                        read_up_to: st.theirs(up_to),
                     },
                     now,
                     &mut ops,
@@ -1655,12 +1720,18 @@ mod tests {
         store: Arc<Store>,
         own: OwnIdentity,
         hot: HotKeys,
+        words: SeedPhrase,
     }
 
     fn side() -> Side {
+        side_from(&SeedPhrase::generate(12).unwrap())
+    }
+
+    /// A side from `words` on a new machine (a new store).
+    fn side_from(words: &SeedPhrase) -> Side {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
-        let master = MasterKey::new(&SeedPhrase::generate(12).unwrap().to_seed(""));
+        let master = MasterKey::new(&words.to_seed(""));
         let log = KeyEventLog::new(vec![establishment_event(&master, 0, None).unwrap()]);
         let state = log.verify().unwrap();
         store.set_own_identity(&state.id, &log).unwrap();
@@ -1676,6 +1747,7 @@ mod tests {
             store,
             own,
             hot,
+            words: SeedPhrase::parse(&words.phrase()).unwrap(),
         }
     }
 
@@ -1991,5 +2063,38 @@ mod tests {
         knows(&b, &a);
         let (r, _) = bob.receive(&envelopes(&fresh), later).unwrap();
         assert_eq!(r, [Received::Taken]);
+    }
+
+    #[test]
+    fn a_contact_restored_from_its_words_numbers_anew_and_is_not_taken_for_copies() {
+        let (a, b, mut alice, mut bob) = pair();
+        let alice_id = a.own.state.id;
+        let out = alice.due(NOW + 1).unwrap();
+        let (_, back) = bob.receive(&envelopes(&out), NOW + 1).unwrap();
+        alice.receive(&envelopes(&back), NOW + 1).unwrap();
+        assert_eq!(texts(&bob, &alice_id).len(), 2);
+        // Alice's laptop is lost; the same words on a new machine: the same
+        // identity, no conversation, numbering from 1 again.
+        let a2 = side_from(&a.words);
+        assert_eq!(a2.own.state.id, alice_id);
+        knows(&a2, &b);
+        let mut alice2 = convs(&a2, b"alice-new-node");
+        assert_eq!(
+            alice2.send(&b.own.state.id, "new laptop", NOW + 2).unwrap(),
+            1
+        );
+        let out = alice2.due(NOW + 2).unwrap();
+        let (r, back) = bob.receive(&envelopes(&out), NOW + 2).unwrap();
+        assert_eq!(r, [Received::Taken]);
+        let (r, _) = alice2.receive(&envelopes(&back), NOW + 2).unwrap();
+        assert!(r.iter().all(|r| *r == Received::Taken));
+        // Bob shows it after the two before, and Alice's new node sees it
+        // delivered.
+        let got = texts(&bob, &alice_id);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[2].1, "new laptop");
+        assert_eq!(alice2.outbox_len(), 0);
+        let (unread, _) = bob.take_unread(NOW + 3).unwrap();
+        assert_eq!(unread.last().unwrap().text, "new laptop");
     }
 }
