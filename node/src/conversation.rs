@@ -345,6 +345,8 @@ pub struct Conversations {
     /// Sent messages not yet delivered.
     outbox: BTreeMap<(IdentityId, u64), Message>,
     events: VecDeque<MessageEvent>,
+    /// Events of a change not written yet.
+    staged: Vec<MessageEvent>,
     next_event: u64,
 }
 
@@ -424,6 +426,7 @@ impl Conversations {
             routes_epoch: None,
             outbox: BTreeMap::new(),
             events: VecDeque::new(),
+            staged: Vec::new(),
             // Event numbers go on increasing across restarts, so that a
             // client's cursor stays valid.
             next_event: std::time::SystemTime::now()
@@ -478,6 +481,7 @@ impl Conversations {
     /// Forgets what is in memory and reads it again from the store: after
     /// a failed write, memory may be ahead of the store.
     pub fn reload(&mut self) -> Result<(), ConversationError> {
+        self.staged.clear();
         self.convs.clear();
         self.outbox.clear();
         self.routes.clear();
@@ -541,13 +545,11 @@ impl Conversations {
         }
     }
 
+    /// Stages an event: it is published once what it tells of is written
+    /// ([`Conversations::write`]).
     fn event(&mut self, kind: &'static str, m: &Message) {
-        self.next_event += 1;
-        if self.events.len() >= MAX_EVENTS {
-            self.events.pop_front();
-        }
-        self.events.push_back(MessageEvent {
-            seq: self.next_event,
+        self.staged.push(MessageEvent {
+            seq: 0,
             kind,
             contact: m.contact,
             message: m.seq,
@@ -555,6 +557,24 @@ impl Conversations {
             state: m.state,
             text: (kind == "received").then(|| m.text.clone()),
         });
+    }
+
+    /// Writes `ops` in one batch, then publishes the events staged with
+    /// them (dropped if the write fails: the change did not happen).
+    fn write(&mut self, ops: Vec<Op>, sync: bool) -> Result<(), ConversationError> {
+        let staged = std::mem::take(&mut self.staged);
+        if !ops.is_empty() {
+            self.store.write(ops, sync)?;
+        }
+        for mut e in staged {
+            self.next_event += 1;
+            e.seq = self.next_event;
+            if self.events.len() >= MAX_EVENTS {
+                self.events.pop_front();
+            }
+            self.events.push_back(e);
+        }
+        Ok(())
     }
 
     /// Events after `after` (at most `limit`).
@@ -619,14 +639,15 @@ impl Conversations {
         self.put_conv(&mut ops, to)?;
         self.put_message(&mut ops, &m)?;
         ops.push(Op::Put(CF_MESSAGES, key_q(to, seq), Vec::new()));
-        if let Err(e) = self.store.write(ops, true) {
+        self.staged.clear();
+        self.event("state", &m);
+        if let Err(e) = self.write(ops, true) {
             // Not stored: the number is not used.
             if let Some(c) = self.convs.get_mut(to) {
                 c.state.next_seq -= 1;
             }
-            return Err(e.into());
+            return Err(e);
         }
-        self.event("state", &m);
         self.outbox.insert((*to, seq), m);
         Ok(seq)
     }
@@ -661,6 +682,7 @@ impl Conversations {
     /// The messages due to be sent (again) at `now`, encrypted: at most
     /// [`MAX_DUE`] envelopes. The sessions they advanced are stored first.
     pub fn due(&mut self, now: u64) -> Result<Vec<Outgoing>, ConversationError> {
+        self.staged.clear();
         let mut ops = Vec::new();
         let waiting: Vec<IdentityId> = self
             .convs
@@ -741,9 +763,7 @@ impl Conversations {
             self.put_session(&mut ops, &id, n)?;
             self.put_conv(&mut ops, &id)?;
         }
-        if !ops.is_empty() {
-            self.store.write(ops, true)?;
-        }
+        self.write(ops, true)?;
         Ok(out)
     }
 
@@ -897,6 +917,7 @@ impl Conversations {
         seqs: &[u64],
         how: Sent,
     ) -> Result<(), ConversationError> {
+        self.staged.clear();
         let new = match how {
             Sent::Direct => State::Sent,
             Sent::Stored => State::Stored,
@@ -916,9 +937,7 @@ impl Conversations {
             self.put_message(&mut ops, &m)?;
             self.event("state", &m);
         }
-        if !ops.is_empty() {
-            self.store.write(ops, false)?;
-        }
+        self.write(ops, false)?;
         Ok(())
     }
 
@@ -993,6 +1012,7 @@ impl Conversations {
         envelopes: &[Vec<u8>],
         now: u64,
     ) -> Result<(Vec<Received>, Vec<Outgoing>), ConversationError> {
+        self.staged.clear();
         self.refresh_routes(now);
         let mut answers = Vec::with_capacity(envelopes.len());
         let mut b = Batch::default();
@@ -1055,9 +1075,7 @@ impl Conversations {
             }
             self.put_conv(&mut ops, &id)?;
         }
-        if !ops.is_empty() {
-            self.store.write(ops, true)?;
-        }
+        self.write(ops, true)?;
         Ok((answers, out))
     }
 
@@ -1614,9 +1632,7 @@ impl Conversations {
             }
             self.put_conv(&mut ops, &id)?;
         }
-        if !ops.is_empty() {
-            self.store.write(ops, true)?;
-        }
+        self.write(ops, true)?;
         Ok((unread, out))
     }
 
@@ -1807,6 +1823,11 @@ mod tests {
         assert_eq!(out[0].direct, None, "Alice does not know Bob's node yet");
         let (r, back) = bob.receive(&envelopes(&out), NOW).unwrap();
         assert_eq!(r, [Received::Taken]);
+        // One event, published once the message is written.
+        let events = bob.events_after(0, 10);
+        assert_eq!(events.len(), 1);
+        assert_eq!((events[0].kind, events[0].message), ("received", 1));
+        assert_eq!(events[0].text.as_deref(), Some("hello Bob"));
         // The answer, then a receipt on the new session.
         assert_eq!(back.len(), 2);
         assert_eq!(back[0].direct.as_deref(), Some(&b"alice-node"[..]));
