@@ -14,7 +14,8 @@
 //! "q" ‖ contact id ‖ seq              → (empty) a sent message not yet acknowledged
 //! "a" ‖ answer address                → a first message accepted: the contact and the answer, sent again if it comes again
 //! "x" ‖ contact id ‖ seq              → the envelope of a sent message on its session (sent again as it is)
-//! "e" ‖ SHA-256(session message)      → the receipt made for a text received, sent again if the text comes again
+//! "e" ‖ SHA-256(session message)      → the key of the receipt made for a text received ("r" ‖ …)
+//! "r" ‖ SHA-256(receipt message)      → a receipt (its session and message), sent again if a text it answers comes again
 //! ```
 //!
 //! - A message is durable before [`Conversations::send`] returns (one
@@ -372,6 +373,10 @@ fn key_x(id: &IdentityId, seq: u64) -> Vec<u8> {
 fn key_e(message: &[u8]) -> Vec<u8> {
     let digest = bitcoin::hashes::sha256::Hash::hash(message);
     [&b"e"[..], digest.as_byte_array()].concat()
+}
+fn key_r(message: &[u8]) -> Vec<u8> {
+    let digest = bitcoin::hashes::sha256::Hash::hash(message);
+    [&b"r"[..], digest.as_byte_array()].concat()
 }
 fn key_a(address: &[u8; 32]) -> Vec<u8> {
     [&b"a"[..], address].concat()
@@ -1061,14 +1066,16 @@ impl Conversations {
                     now,
                     &mut ops,
                 )? {
-                    // Kept with each text it answers (the session and the
-                    // message), to go out again if the text comes again.
-                    let kept = [&n.to_be_bytes()[..], &o.envelope[32..]].concat();
+                    // Kept once (the session and the message), and named by
+                    // each text it answers, to go out again if the text
+                    // comes again.
+                    let kr = key_r(&o.envelope[32..]);
+                    ops.push(self.seal(&kr, &[&n.to_be_bytes()[..], &o.envelope[32..]].concat())?);
                     for (_, _, ke) in texts
                         .iter()
                         .filter(|(c, seq, _)| *c == id && chunk.binary_search(seq).is_ok())
                     {
-                        ops.push(self.seal(ke, &kept)?);
+                        ops.push(self.seal(ke, &kr)?);
                     }
                     out.push(o);
                 }
@@ -1135,7 +1142,11 @@ impl Conversations {
                 // goes out again, under today's address.
                 let ke = key_e(message);
                 if let Some(v) = self.store.get(CF_MESSAGES, &ke).map_err(fatal)? {
-                    let kept = secrets::open(&self.key, &ke, &v).map_err(fatal)?;
+                    let kr = secrets::open(&self.key, &ke, &v).map_err(fatal)?;
+                    let kept = match self.store.get(CF_MESSAGES, &kr).map_err(fatal)? {
+                        Some(v) => secrets::open(&self.key, &kr, &v).map_err(fatal)?,
+                        None => zeroize::Zeroizing::new(Vec::new()),
+                    };
                     let on = kept
                         .get(..4)
                         .and_then(|x| x.try_into().ok())
