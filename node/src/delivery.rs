@@ -50,6 +50,10 @@ pub const MAIL_QUEUE: usize = 256;
 const ASK_QUEUE: usize = 256;
 /// Tasks sending envelopes at once.
 const MAX_SENDING: usize = 32;
+/// Bytes one peer may leave at this mailbox node per hour.
+pub const DEPOSIT_PER_HOUR: u64 = 64 * 1024 * 1024;
+/// Peers whose deposits are counted (beyond, new depositors wait).
+const MAX_DEPOSITORS: usize = 4096;
 
 /// Delivery failures, as the API reports them.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +219,8 @@ struct State {
     owner: Owner,
     events: watch::Sender<u64>,
     sending: Arc<Semaphore>,
+    /// Bytes each peer left at this mailbox in the current hour.
+    deposits: HashMap<PeerId, (u64, std::time::Instant)>,
 }
 
 /// Starts delivery: the task that owns the conversations (with an
@@ -247,6 +253,7 @@ pub fn start(
         owner,
         events,
         sending: Arc::new(Semaphore::new(MAX_SENDING)),
+        deposits: HashMap::new(),
     };
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
@@ -452,6 +459,30 @@ impl State {
         }
     }
 
+    /// Whether `peer` may leave `bytes` more this hour
+    /// ([`DEPOSIT_PER_HOUR`]; at most [`MAX_DEPOSITORS`] peers tracked).
+    fn deposit_allowed(&mut self, peer: PeerId, bytes: u64) -> bool {
+        let now = std::time::Instant::now();
+        let hour = Duration::from_secs(3600);
+        if self.deposits.len() >= MAX_DEPOSITORS && !self.deposits.contains_key(&peer) {
+            self.deposits
+                .retain(|_, (_, since)| now.duration_since(*since) < hour);
+            if self.deposits.len() >= MAX_DEPOSITORS {
+                return false;
+            }
+        }
+        let (used, since) = self.deposits.entry(peer).or_insert((0, now));
+        if now.duration_since(*since) >= hour {
+            *used = 0;
+            *since = now;
+        }
+        if *used + bytes > DEPOSIT_PER_HOUR {
+            return false;
+        }
+        *used += bytes;
+        true
+    }
+
     /// Answers a peer's mail request.
     async fn mail(&mut self, r: MailIn) {
         let now = unix_now();
@@ -475,8 +506,12 @@ impl State {
             }
             MailRequest::Deposit(envs) => {
                 let n = envs.len();
+                let bytes: u64 = envs.iter().map(|e| e.len() as u64).sum();
                 if self.mailbox.is_none() {
                     MailResponse::Status(vec![MailStatus::NotServed; n])
+                } else if !self.deposit_allowed(r.from, bytes) {
+                    debug!(from = %r.from, "deposits over the hourly budget");
+                    MailResponse::Status(vec![MailStatus::Full; n])
                 } else {
                     match lend(&mut self.mailbox, move |m| m.deposit(&envs, now)).await {
                         Some(Ok(d)) => MailResponse::Status(
