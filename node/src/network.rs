@@ -243,41 +243,52 @@ pub async fn start(
     info!(peer = %net.peer_id(), "network started");
     let handle = net.clone();
     let chain = part.chain;
-    let now = unix_now();
-    let mailbox = if part.serve_mailbox {
-        Some(
-            crate::mailbox::Mailbox::open(store.clone(), now)
+    // Reading the conversations and counting the mailbox are store work:
+    // on the blocking pool.
+    let hot = match &part.identity {
+        Some(me) => Some(
+            HotKeys::decode(&me.hot.encode())
                 .map_err(|e| cairn_net::NetError::Start(e.to_string()))?,
-        )
-    } else {
-        None
+        ),
+        None => None,
     };
-    let (convs, own_mailboxes) = match &part.identity {
-        Some(me) => {
-            let hot = HotKeys::decode(&me.hot.encode())
-                .map_err(|e| cairn_net::NetError::Start(e.to_string()))?;
-            let convs = crate::conversation::Conversations::open(
-                store.clone(),
-                hot,
-                &me.own.state,
-                if part.direct {
-                    net.peer_id().to_bytes()
-                } else {
-                    Vec::new()
-                },
-            )
-            .map_err(|e| cairn_net::NetError::Start(e.to_string()))?;
-            let mailboxes = me
-                .own
+    let own_state = part.identity.as_ref().map(|me| me.own.state.clone());
+    let reach = if part.direct {
+        net.peer_id().to_bytes()
+    } else {
+        Vec::new()
+    };
+    let (s, serve) = (store.clone(), part.serve_mailbox);
+    let (mailbox, convs) = tokio::task::spawn_blocking(move || {
+        let mailbox = if serve {
+            Some(crate::mailbox::Mailbox::open(s.clone(), unix_now()).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        let convs = match (hot, &own_state) {
+            (Some(hot), Some(state)) => Some(
+                crate::conversation::Conversations::open(s, hot, state, reach)
+                    .map_err(|e| e.to_string())?,
+            ),
+            _ => None,
+        };
+        Ok::<_, String>((mailbox, convs))
+    })
+    .await
+    .map_err(|e| cairn_net::NetError::Start(e.to_string()))?
+    .map_err(cairn_net::NetError::Start)?;
+    let own_mailboxes = part
+        .identity
+        .as_ref()
+        .map(|me| {
+            me.own
                 .state
                 .mailboxes
                 .iter()
                 .filter_map(|m| cairn_net::PeerId::from_bytes(m).ok())
-                .collect();
-            (Some(convs), mailboxes)
-        }
-        None => (None, Vec::new()),
-    };
+                .collect()
+        })
+        .unwrap_or_default();
     let (mail_tx, mail_rx) = mpsc::channel(crate::delivery::MAIL_QUEUE);
     let (messenger, delivery) = crate::delivery::start(
         net.clone(),
