@@ -283,10 +283,11 @@ fn alice_and_bob_chat_both_ways_and_each_message_arrives_once_in_order() {
     let ta = std::thread::spawn(move || send_all(&a, "bob", "from Alice", n));
     let tb = std::thread::spawn(move || send_all(&b, "alice", "from Bob", n));
     let (from_alice, from_bob) = (ta.join().unwrap(), tb.join().unwrap());
-    assert_eq!(receive(&w.bob, "alice", n, 120), from_alice);
-    assert_eq!(receive(&w.alice, "bob", n, 120), from_bob);
-    wait_states(&w.alice, "bob", n + 1, &["delivered", "read"], 60);
-    wait_states(&w.bob, "alice", n + 2, &["delivered", "read"], 60);
+    // Generous bounds: a slow, loaded machine still finishes.
+    assert_eq!(receive(&w.bob, "alice", n, 300), from_alice);
+    assert_eq!(receive(&w.alice, "bob", n, 300), from_bob);
+    wait_states(&w.alice, "bob", n + 1, &["delivered", "read"], 180);
+    wait_states(&w.bob, "alice", n + 2, &["delivered", "read"], 180);
 
     // Bad input from the API gets a clear error.
     let mut api = w.alice.api();
@@ -371,7 +372,7 @@ fn messages_wait_at_the_mailboxes_while_bob_is_away_and_one_mailbox_is_lost() {
     address_of(&w.mailboxes[1].dir);
     w.alice.start();
     w.bob.start();
-    let got = receive(&w.bob, "alice", 100, 120);
+    let got = receive(&w.bob, "alice", 100, 300);
     assert_eq!(got, sent);
     wait_states(&w.alice, "bob", 101, &["delivered", "read"], 60);
     w.stop_all();
@@ -418,7 +419,7 @@ fn every_message_accepted_survives_sigkills_of_the_sender_and_arrives_once() {
     );
     // Every accepted message arrives, once, in order; messages whose
     // acceptance the kill cut off may arrive too.
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + Duration::from_secs(300);
     let mut got: Vec<String> = Vec::new();
     let mut last_seq = 1;
     let mut api = w.bob.api();
