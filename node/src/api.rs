@@ -401,6 +401,7 @@ async fn network_status(ctx: &ApiContext) -> Value {
 }
 
 /// A number parameter, at most `max`, or `default`.
+#[cfg(feature = "network")]
 fn number_param(params: &Value, name: &str, default: u64, max: u64) -> Result<u64, Failure> {
     match params.get(name) {
         None | Some(Value::Null) => Ok(default),
@@ -414,6 +415,7 @@ fn number_param(params: &Value, name: &str, default: u64, max: u64) -> Result<u6
 }
 
 /// The contact named by the parameter `name` (a contact's name or id).
+#[cfg(feature = "network")]
 fn contact_param(
     ctx: &ApiContext,
     params: &Value,
