@@ -19,6 +19,7 @@
 //! ciphertext, so only the contact learns it. A receipt says which messages
 //! were stored (delivered) and up to which one the user has read.
 
+use crate::codec::Reader;
 use crate::SessionError;
 
 /// The payload format's version.
@@ -125,7 +126,7 @@ impl Payload {
 
     /// Decodes a payload: bounded, and every byte accounted for.
     pub fn decode(bytes: &[u8]) -> Result<Payload, SessionError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::named(bytes, "payload truncated", "bytes after the payload");
         if r.u8()? != PAYLOAD_VERSION {
             return Err(malformed("payload version"));
         }
@@ -174,9 +175,7 @@ impl Payload {
             }
             _ => return Err(malformed("payload kind")),
         };
-        if !r.0.is_empty() {
-            return Err(malformed("bytes after the payload"));
-        }
+        r.end()?;
         Ok(Payload { reach, body })
     }
 }
@@ -197,31 +196,6 @@ pub fn split_envelope(envelope: &[u8]) -> Result<([u8; ADDRESS], &[u8]), Session
 /// The envelope that carries `message` to `address`.
 pub fn envelope(address: &[u8; ADDRESS], message: &[u8]) -> Vec<u8> {
     [&address[..], message].concat()
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], SessionError> {
-        if self.0.len() < n {
-            return Err(malformed("payload truncated"));
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
-    }
-    fn u8(&mut self) -> Result<u8, SessionError> {
-        Ok(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Result<u16, SessionError> {
-        Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2")))
-    }
-    fn u32(&mut self) -> Result<u32, SessionError> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4")))
-    }
-    fn u64(&mut self) -> Result<u64, SessionError> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8")))
-    }
 }
 
 #[cfg(test)]
