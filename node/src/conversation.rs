@@ -513,6 +513,12 @@ impl Conversations {
         Ok(())
     }
 
+    /// A message as stored under `k` (sealed JSON): what `put_message` wrote.
+    fn open_message(&self, k: &[u8], v: &[u8]) -> Result<Message, ConversationError> {
+        let plain = secrets::open(&self.key, k, v)?;
+        serde_json::from_slice(&plain).map_err(damaged)
+    }
+
     fn put_conv(&self, ops: &mut Vec<Op>, id: &IdentityId) -> Result<(), ConversationError> {
         if let Some(conv) = self.convs.get(id) {
             let json = serde_json::to_vec(&conv.state).map_err(damaged)?;
@@ -542,10 +548,7 @@ impl Conversations {
     ) -> Result<Option<Message>, ConversationError> {
         let k = key_m(id, outgoing, seq);
         match self.store.get(CF_MESSAGES, &k)? {
-            Some(v) => {
-                let plain = secrets::open(&self.key, &k, &v)?;
-                Ok(Some(serde_json::from_slice(&plain).map_err(damaged)?))
-            }
+            Some(v) => Ok(Some(self.open_message(&k, &v)?)),
             None => Ok(None),
         }
     }
@@ -1351,8 +1354,7 @@ impl Conversations {
             .pop()
         {
             Some((k, v)) => {
-                let plain = secrets::open(&self.key, &k, &v)?;
-                let m: Message = serde_json::from_slice(&plain).map_err(damaged)?;
+                let m = self.open_message(&k, &v)?;
                 Some((m.seq, m.received_at.unwrap_or(0)))
             }
             None => None,
@@ -1526,9 +1528,7 @@ impl Conversations {
                         .scan_from(CF_MESSAGES, &start, &prefix, usize::MAX)
                         .map_err(fatal)?
                     {
-                        let plain = secrets::open(&self.key, &k, &v).map_err(fatal)?;
-                        let mut m: Message = serde_json::from_slice(&plain)
-                            .map_err(|e| ReceiveFailure::Fatal(damaged(e)))?;
+                        let mut m = self.open_message(&k, &v).map_err(fatal)?;
                         if m.seq > read_up_to {
                             break;
                         }
@@ -1569,8 +1569,7 @@ impl Conversations {
         };
         let mut out = Vec::new();
         for (k, v) in self.store.scan(CF_MESSAGES, &prefix, usize::MAX)? {
-            let plain = secrets::open(&self.key, &k, &v)?;
-            out.push(serde_json::from_slice::<Message>(&plain).map_err(damaged)?);
+            out.push(self.open_message(&k, &v)?);
         }
         out.sort_by_key(|m| (m.contact, m.sent_at, m.seq, !m.outgoing));
         let skip = out.len().saturating_sub(limit);
@@ -1595,8 +1594,7 @@ impl Conversations {
                 self.store
                     .scan_from(CF_MESSAGES, &key_m(id, false, from), &prefix, usize::MAX)?
             {
-                let plain = secrets::open(&self.key, &k, &v)?;
-                let m: Message = serde_json::from_slice(&plain).map_err(damaged)?;
+                let m = self.open_message(&k, &v)?;
                 if m.seq > to {
                     break;
                 }
