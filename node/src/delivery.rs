@@ -557,6 +557,15 @@ impl State {
     }
 }
 
+/// Whether `peer` is connected, or was found and dialled, within
+/// [`REACH_TIMEOUT`].
+async fn reached(net: &Network, peer: PeerId) -> bool {
+    matches!(
+        tokio::time::timeout(REACH_TIMEOUT, net.reach(peer)).await,
+        Ok(Ok(()))
+    )
+}
+
 fn peer(bytes: &[u8]) -> Option<PeerId> {
     PeerId::from_bytes(bytes).ok()
 }
@@ -587,12 +596,7 @@ async fn send_to(
     envelopes: Vec<(usize, Vec<u8>)>,
     make: fn(Vec<Vec<u8>>) -> MailRequest,
 ) -> Vec<usize> {
-    if tokio::time::timeout(REACH_TIMEOUT, net.reach(to))
-        .await
-        .map_err(|_| ())
-        .and_then(|r| r.map_err(|_| ()))
-        .is_err()
-    {
+    if !reached(net, to).await {
         debug!(%to, "peer not reached");
         return Vec::new();
     }
@@ -679,12 +683,7 @@ async fn collect_all(net: Arc<Network>, owner: Owner, mailboxes: Vec<PeerId>, ep
     };
     let mut through = false;
     for m in mailboxes {
-        if tokio::time::timeout(REACH_TIMEOUT, net.reach(m))
-            .await
-            .map_err(|_| ())
-            .and_then(|r| r.map_err(|_| ()))
-            .is_err()
-        {
+        if !reached(&net, m).await {
             debug!(mailbox = %m, "mailbox node not reached");
             continue;
         }
