@@ -73,31 +73,18 @@ impl Mailbox {
     /// Forgets expired envelopes and counts the rest. Returns how many were
     /// forgotten.
     pub fn sweep(&mut self, now: u64) -> Result<usize, StoreError> {
-        const PAGE: usize = 4096;
-        let mut total = 0u64;
-        let mut expired = 0;
-        let mut from = Vec::new();
+        let (mut live, mut forgotten, mut from) = (0u64, 0, Vec::new());
         loop {
-            let page = self.store.scan_from(CF_MAILBOX, &from, b"", PAGE)?;
-            let mut ops = Vec::new();
-            for (k, v) in &page {
-                match expiry(v) {
-                    Some(e) if e > now => total += v.len() as u64,
-                    _ => ops.push(Op::Delete(CF_MAILBOX, k.clone())),
-                }
-            }
-            expired += ops.len();
-            if !ops.is_empty() {
-                self.store.write(ops, false)?;
-            }
-            match page.last() {
-                // The next page starts just after the last key seen.
-                Some((k, _)) if page.len() == PAGE => from = [&k[..], &[0]].concat(),
-                _ => break,
+            let page = self.page(&from, now)?;
+            live += page.live_bytes;
+            forgotten += page.forgotten;
+            match page.next {
+                Some(k) => from = k,
+                None => break,
             }
         }
-        self.total = total;
-        Ok(expired)
+        self.total = live;
+        Ok(forgotten)
     }
 
     /// Forgets the expired envelopes of one page of entries from the key
@@ -108,24 +95,36 @@ impl Mailbox {
         from: &[u8],
         now: u64,
     ) -> Result<(usize, Option<Vec<u8>>), StoreError> {
+        let page = self.page(from, now)?;
+        self.total = self.total.saturating_sub(page.forgotten_bytes);
+        Ok((page.forgotten, page.next))
+    }
+
+    /// One page of the sweep: the expired entries from `from` on deleted.
+    fn page(&mut self, from: &[u8], now: u64) -> Result<SweptPage, StoreError> {
         const PAGE: usize = 1024;
         let page = self.store.scan_from(CF_MAILBOX, from, b"", PAGE)?;
+        let mut swept = SweptPage {
+            forgotten: 0,
+            forgotten_bytes: 0,
+            live_bytes: 0,
+            next: next_page(&page, PAGE),
+        };
         let mut ops = Vec::new();
         for (k, v) in &page {
-            if expiry(v).is_none_or(|e| e <= now) {
-                self.total = self.total.saturating_sub(v.len() as u64);
-                ops.push(Op::Delete(CF_MAILBOX, k.clone()));
+            match expiry(v) {
+                Some(e) if e > now => swept.live_bytes += v.len() as u64,
+                _ => {
+                    swept.forgotten_bytes += v.len() as u64;
+                    ops.push(Op::Delete(CF_MAILBOX, k.clone()));
+                }
             }
         }
-        let n = ops.len();
-        if n > 0 {
+        swept.forgotten = ops.len();
+        if !ops.is_empty() {
             self.store.write(ops, false)?;
         }
-        let next = match page.last() {
-            Some((k, _)) if page.len() == PAGE => Some([&k[..], &[0]].concat()),
-            _ => None,
-        };
-        Ok((n, next))
+        Ok(swept)
     }
 
     /// Keeps `envelopes` (one synced write); one answer each, in order.
@@ -190,9 +189,9 @@ impl Mailbox {
                     bytes += envelope.len();
                     out.push(envelope.to_vec());
                 }
-                match page.last() {
-                    Some((k, _)) if page.len() == MAX_COLLECT => from = [&k[..], &[0]].concat(),
-                    _ => break,
+                match next_page(&page, MAX_COLLECT) {
+                    Some(k) => from = k,
+                    None => break,
                 }
             }
         }
@@ -213,6 +212,23 @@ impl Mailbox {
             self.store.write(ops, true)?;
         }
         Ok(())
+    }
+}
+
+/// What one page of a sweep did.
+struct SweptPage {
+    forgotten: usize,
+    forgotten_bytes: u64,
+    live_bytes: u64,
+    next: Option<Vec<u8>>,
+}
+
+/// Where the page after `page` (of at most `size` entries) starts: just
+/// after its last key; none when it was the last.
+fn next_page(page: &[(Vec<u8>, Vec<u8>)], size: usize) -> Option<Vec<u8>> {
+    match page.last() {
+        Some((k, _)) if page.len() == size => Some([&k[..], &[0]].concat()),
+        _ => None,
     }
 }
 
