@@ -1604,9 +1604,12 @@ impl Conversations {
             }
             shown.push((*id, to));
         }
+        // Conversations whose state moves (written below, the rest not).
+        let mut changed: Vec<IdentityId> = Vec::new();
         for (id, to) in shown {
             if let Some(c) = self.convs.get_mut(&id) {
                 c.state.shown = to;
+                changed.push(id);
             }
         }
         let mut ops = Vec::new();
@@ -1627,6 +1630,9 @@ impl Conversations {
                 if let Some(conv) = self.convs.get_mut(&id) {
                     conv.state.read_told = up_to;
                 }
+                if !changed.contains(&id) {
+                    changed.push(id);
+                }
                 if let Some((o, _)) = self.on_session(
                     &id,
                     Body::Receipt {
@@ -1639,7 +1645,9 @@ impl Conversations {
                     out.push(o);
                 }
             }
-            self.put_conv(&mut ops, &id)?;
+        }
+        for id in &changed {
+            self.put_conv(&mut ops, id)?;
         }
         self.write(ops, true)?;
         Ok((unread, out))
