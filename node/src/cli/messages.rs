@@ -105,8 +105,8 @@ fn line(m: &Value, names: &Names) -> String {
     }
 }
 
-/// Contact names by id, for display.
-struct Names(Vec<(String, String)>);
+/// The contacts' ids and names, for display.
+struct Names(Vec<(String, Option<String>)>);
 
 impl Names {
     fn load(client: &mut ApiClient) -> Names {
@@ -118,7 +118,7 @@ impl Names {
                         .filter_map(|c| {
                             Some((
                                 c["id"].as_str()?.to_string(),
-                                c["name"].as_str()?.to_string(),
+                                c["name"].as_str().map(str::to_string),
                             ))
                         })
                         .collect()
@@ -131,8 +131,16 @@ impl Names {
         self.0
             .iter()
             .find(|(i, _)| i == id)
-            .map(|(_, n)| n.clone())
+            .and_then(|(_, n)| n.clone())
             .unwrap_or_else(|| id.chars().take(16).collect())
+    }
+
+    /// The id of the contact called `who` (a name or an id).
+    fn id_of(&self, who: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(i, n)| n.as_deref() == Some(who) || i == who)
+            .map(|(i, _)| i.clone())
     }
 }
 
@@ -214,16 +222,7 @@ pub fn chat(ctx: &Context, out: &Output, with: &str) -> Result<()> {
         }
         let _ = done_tx.send(());
     });
-    let id = c.call("contacts", json!({}))?;
-    let contact_id = id
-        .as_array()
-        .and_then(|a| {
-            a.iter()
-                .find(|x| x["name"].as_str() == Some(with) || x["id"].as_str() == Some(with))
-        })
-        .and_then(|x| x["id"].as_str())
-        .map(str::to_string)
-        .unwrap_or_default();
+    let contact_id = names.id_of(with).unwrap_or_default();
     let mut stdout = std::io::stdout();
     loop {
         let ended = done_rx.try_recv().is_ok();
