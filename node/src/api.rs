@@ -100,6 +100,8 @@ pub struct ApiContext {
     pub network: ChainNetwork,
     /// The node's own identity, if it has one.
     pub identity: Option<IdentityId>,
+    /// How the contact book opens.
+    pub contacts: crate::contact_book::ContactKey,
     /// What the watcher saw last.
     pub view: watch::Receiver<Arc<Snapshot>>,
     /// Set to true to stop the node.
@@ -344,8 +346,8 @@ async fn handle(ctx: &ApiContext, method: &str, params: Value) -> Result<Value, 
             Ok(json!({"stopping": true}))
         }
         "contacts" => {
-            let store = ctx.store.clone();
-            let list = tokio::task::spawn_blocking(move || contacts::list(&store))
+            let (store, key) = (ctx.store.clone(), ctx.contacts.clone());
+            let list = tokio::task::spawn_blocking(move || contacts::list(&store, &key))
                 .await
                 .map_err(|e| Failure("internal", e.to_string()))?
                 .map_err(|e| Failure("internal", e.to_string()))?;
@@ -423,7 +425,7 @@ fn contact_param(
 ) -> Result<Option<IdentityId>, Failure> {
     match string_param(params, name)? {
         None => Ok(None),
-        Some(who) => contacts::find(&ctx.store, who)
+        Some(who) => contacts::find(&ctx.store, &ctx.contacts, who)
             .map(|(id, _)| Some(id))
             .map_err(|e| match e {
                 ContactError::Store(e) => Failure("store", e.to_string()),

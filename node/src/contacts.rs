@@ -9,8 +9,9 @@ use cairn_wallet::IdentityId;
 use serde::Serialize;
 
 use crate::anchoring::Checked;
+use crate::contact_book::{self, ContactKey, ContactRecord};
 use crate::record::{compare_logs, Freshness};
-use crate::store::{ContactRecord, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Longest contact name, bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -89,6 +90,7 @@ pub struct Added {
 /// ([`compare_logs`]) is refused.
 pub fn add(
     store: &Store,
+    key: &ContactKey,
     network: ChainNetwork,
     mut bundle: Bundle,
     name: Option<&str>,
@@ -109,41 +111,38 @@ pub fn add(
         name: name.map(str::to_string),
         added: now,
     };
-    if let Some(old) = store.contact(&id)? {
+    if let Some(old) = contact_book::get(store, key, &id)? {
         // The log must extend the stored one, or be a later interaction
         // branch under the same establishment events (a restore from the
         // words starts one): never older, never a fork.
-        if let Some(old_log) = store.log(&id)? {
-            match compare_logs(&bundle.log, &old_log) {
-                Ok(Freshness::Newer | Freshness::Same) => {}
-                _ => return Err(ContactError::Diverges(id)),
-            }
+        match compare_logs(&bundle.log, &old.bundle.log) {
+            Ok(Freshness::Newer | Freshness::Same) => {}
+            _ => return Err(ContactError::Diverges(id)),
         }
-        let old_anchors = store.anchors(network, &id)?;
-        if bundle.anchors.len() < old_anchors.len() {
-            bundle.anchors = old_anchors;
+        let old_bundle = old.bundle_on(network);
+        if bundle.anchors.len() < old_bundle.anchors.len() {
+            bundle.anchors = old_bundle.anchors;
         }
         if bundle.sealed.is_empty() {
-            bundle.sealed = store.sealed_rotations(&id)?;
+            bundle.sealed = old_bundle.sealed;
         }
-        record.added = old.added;
+        record.added = old.record.added;
         if record.name.is_none() {
-            record.name = old.name;
+            record.name = old.record.name;
         }
     }
     if let Some(n) = &record.name {
-        if let Some((other, _)) = store
-            .contacts()?
+        if let Some(other) = contact_book::all(store, key)?
             .into_iter()
-            .find(|(i, r)| *i != id && r.name.as_deref() == Some(n))
+            .find(|c| c.id != id && c.record.name.as_deref() == Some(n))
         {
             return Err(ContactError::NameTaken {
                 name: n.clone(),
-                other,
+                other: other.id,
             });
         }
     }
-    store.put_contact(network, &id, &bundle, &record)?;
+    contact_book::put(store, key, network, &id, &bundle, &record)?;
     Ok(Added {
         id,
         name: record.name,
@@ -154,15 +153,19 @@ pub fn add(
 }
 
 /// The contact `who` names: an identity id, or a contact's name.
-pub fn find(store: &Store, who: &str) -> Result<(IdentityId, ContactRecord), ContactError> {
+pub fn find(
+    store: &Store,
+    key: &ContactKey,
+    who: &str,
+) -> Result<(IdentityId, ContactRecord), ContactError> {
     if let Ok(id) = who.parse::<IdentityId>() {
-        let record = store.contact(&id)?.ok_or(ContactError::NotAContact(id))?;
-        return Ok((id, record));
+        let c = contact_book::get(store, key, &id)?.ok_or(ContactError::NotAContact(id))?;
+        return Ok((id, c.record));
     }
-    store
-        .contacts()?
+    contact_book::all(store, key)?
         .into_iter()
-        .find(|(_, r)| r.name.as_deref() == Some(who))
+        .find(|c| c.record.name.as_deref() == Some(who))
+        .map(|c| (c.id, c.record))
         .ok_or_else(|| ContactError::NoSuchName(who.to_string()))
 }
 
@@ -180,15 +183,14 @@ pub struct ContactView {
 }
 
 /// Every contact, by id.
-pub fn list(store: &Store) -> Result<Vec<ContactView>, StoreError> {
-    Ok(store
-        .contacts()?
+pub fn list(store: &Store, key: &ContactKey) -> Result<Vec<ContactView>, StoreError> {
+    Ok(contact_book::all(store, key)?
         .into_iter()
-        .map(|(id, r)| ContactView {
-            id,
-            name: r.name,
-            fingerprint: id.fingerprint(),
-            added: r.added,
+        .map(|c| ContactView {
+            id: c.id,
+            name: c.record.name,
+            fingerprint: c.id.fingerprint(),
+            added: c.record.added,
         })
         .collect())
 }
@@ -269,52 +271,65 @@ mod tests {
     fn adding_updating_and_finding_contacts() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
+        let key = ContactKey::Sealed(zeroize::Zeroizing::new([3; 32]));
         let net = ChainNetwork::Regtest;
         let (alice, bob) = (
             SeedPhrase::generate(12).unwrap(),
             SeedPhrase::generate(12).unwrap(),
         );
 
-        let a = add(&store, net, bundle(&alice, 1), Some("alice"), 100).unwrap();
+        let a = add(&store, &key, net, bundle(&alice, 1), Some("alice"), 100).unwrap();
         assert_eq!(
             (a.name.as_deref(), a.rotation_index, a.anchors),
             (Some("alice"), 0, 0)
         );
         // A longer log of the same identity updates it; the name and the
         // time it was added stay.
-        let again = add(&store, net, bundle(&alice, 3), None, 200).unwrap();
+        let again = add(&store, &key, net, bundle(&alice, 3), None, 200).unwrap();
         assert_eq!(
             (again.id, again.name.as_deref(), again.rotation_index),
             (a.id, Some("alice"), 2)
         );
-        assert_eq!(store.contact(&a.id).unwrap().unwrap().added, 100);
-        assert_eq!(store.log(&a.id).unwrap().unwrap().len(), 3);
+        let kept = contact_book::get(&store, &key, &a.id).unwrap().unwrap();
+        assert_eq!(kept.record.added, 100);
+        assert_eq!(kept.bundle.log.len(), 3);
         // An older (shorter) log is refused and changes nothing.
         assert!(matches!(
-            add(&store, net, bundle(&alice, 2), None, 300),
+            add(&store, &key, net, bundle(&alice, 2), None, 300),
             Err(ContactError::Diverges(id)) if id == a.id
         ));
-        assert_eq!(store.log(&a.id).unwrap().unwrap().len(), 3);
+        let log = |id| {
+            contact_book::get(&store, &key, id)
+                .unwrap()
+                .unwrap()
+                .bundle
+                .log
+        };
+        assert_eq!(log(&a.id).len(), 3);
         // Names are unique.
         assert!(matches!(
-            add(&store, net, bundle(&bob, 1), Some("alice"), 300),
+            add(&store, &key, net, bundle(&bob, 1), Some("alice"), 300),
             Err(ContactError::NameTaken { other, .. }) if other == a.id
         ));
-        assert!(store.contacts().unwrap().len() == 1);
-        let b = add(&store, net, bundle(&bob, 1), Some("bob"), 300).unwrap();
+        assert!(contact_book::all(&store, &key).unwrap().len() == 1);
+        let b = add(&store, &key, net, bundle(&bob, 1), Some("bob"), 300).unwrap();
 
-        assert_eq!(find(&store, "bob").unwrap().0, b.id);
-        assert_eq!(find(&store, &a.id.to_string()).unwrap().0, a.id);
+        assert_eq!(find(&store, &key, "bob").unwrap().0, b.id);
+        assert_eq!(find(&store, &key, &a.id.to_string()).unwrap().0, a.id);
         assert!(matches!(
-            find(&store, "carol"),
+            find(&store, &key, "carol"),
             Err(ContactError::NoSuchName(_))
         ));
         let stranger = IdentityId([7; 32]);
         assert!(matches!(
-            find(&store, &stranger.to_string()),
+            find(&store, &key, &stranger.to_string()),
             Err(ContactError::NotAContact(id)) if id == stranger
         ));
-        let names: Vec<_> = list(&store).unwrap().into_iter().map(|c| c.name).collect();
+        let names: Vec<_> = list(&store, &key)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
         assert_eq!(names.len(), 2);
         assert!(names.contains(&Some("bob".into())));
     }
@@ -324,6 +339,7 @@ mod tests {
         use cairn_wallet::kel::{Event, Interaction, Item};
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
+        let key = ContactKey::Sealed(zeroize::Zeroizing::new([3; 32]));
         let net = ChainNetwork::Regtest;
         let phrase = SeedPhrase::generate(12).unwrap();
         let master = MasterKey::new(&phrase.to_seed(""));
@@ -338,48 +354,47 @@ mod tests {
             b.log.push(e.sign(&master.signing_key(0).unwrap()).unwrap());
             b
         };
-        let a = add(&store, net, branch(100, 1), Some("alice"), 1).unwrap();
-        let later = add(&store, net, branch(200, 2), None, 2).unwrap();
+        let a = add(&store, &key, net, branch(100, 1), Some("alice"), 1).unwrap();
+        let later = add(&store, &key, net, branch(200, 2), None, 2).unwrap();
         assert_eq!(later.id, a.id);
-        let state = store.log(&a.id).unwrap().unwrap().verify().unwrap();
+        let log = |id| {
+            contact_book::get(&store, &key, id)
+                .unwrap()
+                .unwrap()
+                .bundle
+                .log
+        };
+        let state = log(&a.id).verify().unwrap();
         assert_eq!(state.mailboxes, vec![vec![2; 8]]);
         // The earlier branch does not come back.
         assert!(matches!(
-            add(&store, net, branch(150, 3), None, 3),
+            add(&store, &key, net, branch(150, 3), None, 3),
             Err(ContactError::Diverges(_))
         ));
-        assert_eq!(
-            store
-                .log(&a.id)
-                .unwrap()
-                .unwrap()
-                .verify()
-                .unwrap()
-                .last_timestamp,
-            200
-        );
+        assert_eq!(log(&a.id).verify().unwrap().last_timestamp, 200);
     }
 
     #[test]
     fn the_own_identity_and_broken_logs_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
+        let key = ContactKey::Sealed(zeroize::Zeroizing::new([3; 32]));
         let net = ChainNetwork::Regtest;
         let own = SeedPhrase::generate(12).unwrap();
         let b = bundle(&own, 1);
         let id = b.log.verify().unwrap().id;
         store.set_own_identity(&id, &b.log).unwrap();
-        assert!(matches!(add(&store, net, b, None, 1), Err(ContactError::Own(i)) if i == id));
+        assert!(matches!(add(&store, &key, net, b, None, 1), Err(ContactError::Own(i)) if i == id));
         // Events out of order do not verify.
         let mut broken = bundle(&SeedPhrase::generate(12).unwrap(), 3);
         let mut events = broken.log.events().to_vec();
         events.swap(1, 2);
         broken.log = KeyEventLog::new(events);
         assert!(matches!(
-            add(&store, net, broken, None, 1),
+            add(&store, &key, net, broken, None, 1),
             Err(ContactError::InvalidLog(_))
         ));
-        assert!(store.contacts().unwrap().is_empty());
+        assert!(contact_book::all(&store, &key).unwrap().is_empty());
     }
 
     #[test]

@@ -7,16 +7,21 @@
 //! under the store key (`crate::secrets`, bound to its key in the store):
 //!
 //! ```text
-//! "c" ‖ contact id                    → conversation: next message number, where the contact's node is reached, sessions
-//! "s" ‖ contact id ‖ number (u32)     → a session (cairn_messaging::Session)
-//! "p" ‖ contact id                    → the handshake waiting for its answer, and its first message
-//! "m" ‖ contact id ‖ "i"|"o" ‖ seq    → a message received ("i") or sent ("o") and its state
-//! "q" ‖ contact id ‖ seq              → (empty) a sent message not yet acknowledged
+//! "C" ‖ locator                      → contact id ‖ conversation: next message number, where the contact's node is reached, sessions
+//! "S" ‖ locator ‖ number (u32)       → a session (cairn_messaging::Session)
+//! "P" ‖ locator                      → the handshake waiting for its answer, and its first message
+//! "M" ‖ locator ‖ "i"|"o" ‖ seq      → a message received ("i") or sent ("o") and its state
+//! "Q" ‖ locator ‖ seq                → (empty) a sent message not yet acknowledged
 //! "a" ‖ answer address                → a first message accepted: the contact and the answer, sent again if it comes again
-//! "x" ‖ contact id ‖ seq              → the envelope of a sent message on its session (sent again as it is)
+//! "X" ‖ locator ‖ seq                → the envelope of a sent message on its session (sent again as it is)
 //! "e" ‖ SHA-256(session message)      → the key of the receipt made for a text received ("r" ‖ …)
 //! "r" ‖ SHA-256(receipt message)      → a receipt (its session and message), sent again if a text it answers comes again
 //! ```
+//!
+//! The locator is a keyed hash of the contact's id under the store key
+//! (`crate::contact_book::locator`, the contact book's own): the store shows
+//! which records belong to one conversation and how many messages it holds,
+//! but not who it is with.
 //!
 //! - A message is durable before [`Conversations::send`] returns (one
 //!   synced write) and is sent until the contact's receipt says it was
@@ -42,6 +47,7 @@ use cairn_wallet::{IdentityId, LogState};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::contact_book::{self, locator, ContactKey};
 use crate::secrets;
 use crate::store::{Op, Store, StoreError, CF_MESSAGES};
 
@@ -351,24 +357,35 @@ pub struct Conversations {
     next_event: u64,
 }
 
-fn key_c(id: &IdentityId) -> Vec<u8> {
-    [&b"c"[..], &id.0].concat()
+// Records of one contact are filed under its locator (a keyed hash of its
+// id, `contact_book::locator`), so the store does not show who it is.
+fn key_c(k: &[u8; 32], id: &IdentityId) -> Vec<u8> {
+    [&b"C"[..], &locator(k, id)].concat()
 }
-fn key_s(id: &IdentityId, n: u32) -> Vec<u8> {
-    [&b"s"[..], &id.0, &n.to_be_bytes()].concat()
+fn key_s(k: &[u8; 32], id: &IdentityId, n: u32) -> Vec<u8> {
+    [&b"S"[..], &locator(k, id), &n.to_be_bytes()].concat()
 }
-fn key_p(id: &IdentityId) -> Vec<u8> {
-    [&b"p"[..], &id.0].concat()
+fn key_p(k: &[u8; 32], id: &IdentityId) -> Vec<u8> {
+    [&b"P"[..], &locator(k, id)].concat()
 }
-fn key_m(id: &IdentityId, outgoing: bool, seq: u64) -> Vec<u8> {
-    let dir = if outgoing { b"o" } else { b"i" };
-    [&b"m"[..], &id.0, dir, &seq.to_be_bytes()].concat()
+/// The prefix of the messages with `id`: received (`Some(false)`), sent
+/// (`Some(true)`) or both.
+fn prefix_m(k: &[u8; 32], id: &IdentityId, outgoing: Option<bool>) -> Vec<u8> {
+    let dir: &[u8] = match outgoing {
+        None => b"",
+        Some(true) => b"o",
+        Some(false) => b"i",
+    };
+    [&b"M"[..], &locator(k, id), dir].concat()
 }
-fn key_q(id: &IdentityId, seq: u64) -> Vec<u8> {
-    [&b"q"[..], &id.0, &seq.to_be_bytes()].concat()
+fn key_m(k: &[u8; 32], id: &IdentityId, outgoing: bool, seq: u64) -> Vec<u8> {
+    [prefix_m(k, id, Some(outgoing)), seq.to_be_bytes().to_vec()].concat()
 }
-fn key_x(id: &IdentityId, seq: u64) -> Vec<u8> {
-    [&b"x"[..], &id.0, &seq.to_be_bytes()].concat()
+fn key_q(k: &[u8; 32], id: &IdentityId, seq: u64) -> Vec<u8> {
+    [&b"Q"[..], &locator(k, id), &seq.to_be_bytes()].concat()
+}
+fn key_x(k: &[u8; 32], id: &IdentityId, seq: u64) -> Vec<u8> {
+    [&b"X"[..], &locator(k, id), &seq.to_be_bytes()].concat()
 }
 fn key_e(message: &[u8]) -> Vec<u8> {
     let digest = bitcoin::hashes::sha256::Hash::hash(message);
@@ -380,13 +397,6 @@ fn key_r(message: &[u8]) -> Vec<u8> {
 }
 fn key_a(address: &[u8; 32]) -> Vec<u8> {
     [&b"a"[..], address].concat()
-}
-
-fn id_at(k: &[u8], at: usize) -> Result<IdentityId, ConversationError> {
-    k.get(at..at + 32)
-        .and_then(|b| b.try_into().ok())
-        .map(IdentityId)
-        .ok_or_else(|| ConversationError::Damaged("key".into()))
 }
 
 fn damaged(what: impl std::fmt::Display) -> ConversationError {
@@ -444,15 +454,25 @@ impl Conversations {
 
     /// Reads the conversations and the outbox from the store.
     fn load(&mut self) -> Result<(), ConversationError> {
-        for (k, v) in self.store.scan(CF_MESSAGES, b"c", usize::MAX)? {
-            let id = id_at(&k, 1)?;
+        self.migrate_clear_ids()?;
+        let mut by_locator = HashMap::new();
+        for (k, v) in self.store.scan(CF_MESSAGES, b"C", usize::MAX)? {
             let plain = secrets::open(&self.key, &k, &v)?;
-            let state: ConvState = serde_json::from_slice(&plain).map_err(damaged)?;
+            if plain.len() < 32 {
+                return Err(damaged("conversation record"));
+            }
+            let (id, json) = plain.split_at(32);
+            let id = IdentityId(id.try_into().map_err(damaged)?);
+            if k != key_c(&self.key, &id) {
+                return Err(damaged("conversation filed under another contact"));
+            }
+            let state: ConvState = serde_json::from_slice(json).map_err(damaged)?;
             let mut conv = Conv {
                 state,
                 ..Conv::default()
             };
-            let prefix = [&b"s"[..], &id.0].concat();
+            by_locator.insert(locator(&self.key, &id), id);
+            let prefix = [&b"S"[..], &locator(&self.key, &id)].concat();
             for (k, v) in self.store.scan(CF_MESSAGES, &prefix, usize::MAX)? {
                 let n = k
                     .get(33..37)
@@ -463,14 +483,18 @@ impl Conversations {
                 conv.sessions
                     .insert(n, Session::from_bytes(&plain).map_err(damaged)?);
             }
-            if let Some(v) = self.store.get(CF_MESSAGES, &key_p(&id))? {
-                let plain = secrets::open(&self.key, &key_p(&id), &v)?;
+            if let Some(v) = self.store.get(CF_MESSAGES, &key_p(&self.key, &id))? {
+                let plain = secrets::open(&self.key, &key_p(&self.key, &id), &v)?;
                 conv.pending = Some(decode_pending(&plain)?);
             }
             self.convs.insert(id, conv);
         }
-        for (k, _) in self.store.scan(CF_MESSAGES, b"q", usize::MAX)? {
-            let id = id_at(&k, 1)?;
+        for (k, _) in self.store.scan(CF_MESSAGES, b"Q", usize::MAX)? {
+            let id = k
+                .get(1..33)
+                .and_then(|l| by_locator.get(l))
+                .copied()
+                .ok_or_else(|| damaged("a queued message without its conversation"))?;
             let seq = k
                 .get(33..41)
                 .and_then(|b| b.try_into().ok())
@@ -479,6 +503,43 @@ impl Conversations {
             if let Some(m) = self.message(&id, true, seq)? {
                 self.outbox.insert((id, seq), m);
             }
+        }
+        Ok(())
+    }
+
+    /// Before schema 3, a contact's records were filed under its id in the
+    /// clear (`c`, `s`, `p`, `m`, `q`, `x` ‖ id ‖ …): they move under its
+    /// locator (the upper-case letters) in one synced batch.
+    fn migrate_clear_ids(&self) -> Result<(), ConversationError> {
+        let mut ops = Vec::new();
+        for letter in [b'c', b's', b'p', b'm', b'q', b'x'] {
+            for (k, v) in self.store.scan(CF_MESSAGES, &[letter], usize::MAX)? {
+                let id = k
+                    .get(1..33)
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .map(IdentityId)
+                    .ok_or_else(|| damaged("key"))?;
+                let new_key = [
+                    &[letter.to_ascii_uppercase()][..],
+                    &locator(&self.key, &id),
+                    &k[33..],
+                ]
+                .concat();
+                ops.push(Op::Delete(CF_MESSAGES, k.clone()));
+                if letter == b'q' {
+                    ops.push(Op::Put(CF_MESSAGES, new_key, Vec::new()));
+                    continue;
+                }
+                let plain = secrets::open(&self.key, &k, &v)?;
+                let plain = match letter {
+                    b'c' => Zeroizing::new([&id.0[..], &plain].concat()),
+                    _ => plain,
+                };
+                ops.push(self.seal(&new_key, &plain)?);
+            }
+        }
+        if !ops.is_empty() {
+            self.store.write(ops, true)?;
         }
         Ok(())
     }
@@ -509,7 +570,7 @@ impl Conversations {
 
     fn put_message(&self, ops: &mut Vec<Op>, m: &Message) -> Result<(), ConversationError> {
         let json = Zeroizing::new(serde_json::to_vec(m).map_err(damaged)?);
-        ops.push(self.seal(&key_m(&m.contact, m.outgoing, m.seq), &json)?);
+        ops.push(self.seal(&key_m(&self.key, &m.contact, m.outgoing, m.seq), &json)?);
         Ok(())
     }
 
@@ -522,7 +583,8 @@ impl Conversations {
     fn put_conv(&self, ops: &mut Vec<Op>, id: &IdentityId) -> Result<(), ConversationError> {
         if let Some(conv) = self.convs.get(id) {
             let json = serde_json::to_vec(&conv.state).map_err(damaged)?;
-            ops.push(self.seal(&key_c(id), &json)?);
+            let plain = Zeroizing::new([&id.0[..], &json].concat());
+            ops.push(self.seal(&key_c(&self.key, id), &plain)?);
         }
         Ok(())
     }
@@ -534,7 +596,7 @@ impl Conversations {
         n: u32,
     ) -> Result<(), ConversationError> {
         if let Some(s) = self.convs.get(id).and_then(|c| c.sessions.get(&n)) {
-            ops.push(self.seal(&key_s(id, n), &s.to_bytes())?);
+            ops.push(self.seal(&key_s(&self.key, id, n), &s.to_bytes())?);
         }
         Ok(())
     }
@@ -546,7 +608,7 @@ impl Conversations {
         outgoing: bool,
         seq: u64,
     ) -> Result<Option<Message>, ConversationError> {
-        let k = key_m(id, outgoing, seq);
+        let k = key_m(&self.key, id, outgoing, seq);
         match self.store.get(CF_MESSAGES, &k)? {
             Some(v) => Ok(Some(self.open_message(&k, &v)?)),
             None => Ok(None),
@@ -608,7 +670,7 @@ impl Conversations {
         text: &str,
         now: u64,
     ) -> Result<u64, ConversationError> {
-        if self.store.contact(to)?.is_none() {
+        if contact_book::get(&self.store, &self.book(), to)?.is_none() {
             return Err(ConversationError::NotAContact(*to));
         }
         if text.is_empty() {
@@ -646,7 +708,7 @@ impl Conversations {
         let mut ops = Vec::new();
         self.put_conv(&mut ops, to)?;
         self.put_message(&mut ops, &m)?;
-        ops.push(Op::Put(CF_MESSAGES, key_q(to, seq), Vec::new()));
+        ops.push(Op::Put(CF_MESSAGES, key_q(&self.key, to, seq), Vec::new()));
         self.staged.clear();
         self.event("state", &m);
         if let Err(e) = self.write(ops, true) {
@@ -671,13 +733,13 @@ impl Conversations {
 
     /// The contact's verified log state.
     fn contact_state(&self, id: &IdentityId) -> Result<Option<LogState>, ConversationError> {
-        if self.store.contact(id)?.is_none() {
-            return Ok(None);
-        }
-        match self.store.log(id)? {
-            Some(log) => Ok(log.verify().ok()),
-            None => Ok(None),
-        }
+        Ok(contact_book::get(&self.store, &self.book(), id)?
+            .and_then(|c| c.bundle.log.verify().ok()))
+    }
+
+    /// The contact book, sealed under the same store key.
+    fn book(&self) -> ContactKey {
+        ContactKey::Sealed(self.key.clone())
     }
 
     fn direct(&self, id: &IdentityId) -> Option<Vec<u8>> {
@@ -729,8 +791,8 @@ impl Conversations {
             if now.saturating_sub(m.sent_at) > MESSAGE_TTL {
                 m.state = State::Expired;
                 self.put_message(&mut ops, &m)?;
-                ops.push(Op::Delete(CF_MESSAGES, key_q(&id, seq)));
-                ops.push(Op::Delete(CF_MESSAGES, key_x(&id, seq)));
+                ops.push(Op::Delete(CF_MESSAGES, key_q(&self.key, &id, seq)));
+                ops.push(Op::Delete(CF_MESSAGES, key_x(&self.key, &id, seq)));
                 self.outbox.remove(&(id, seq));
                 self.event("state", &m);
                 continue;
@@ -821,12 +883,12 @@ impl Conversations {
         if stale {
             if let Some(p) = self.convs.get_mut(&id).and_then(|c| c.pending.take()) {
                 self.routes.remove(&p.pending.answer_address());
-                ops.push(Op::Delete(CF_MESSAGES, key_p(&id)));
+                ops.push(Op::Delete(CF_MESSAGES, key_p(&self.key, &id)));
             }
         }
         let conv = self.convs.entry(id).or_default();
         if let Some(n) = conv.send_session() {
-            let kx = key_x(&id, seq);
+            let kx = key_x(&self.key, &id, seq);
             // The same message again, under today's address; made anew on
             // the 4th, 8th, 16th… try, in case the contact's session has
             // moved on from the one it was made on.
@@ -855,7 +917,7 @@ impl Conversations {
                     // An exhausted session: the next try starts anew.
                     tracing::warn!(contact = %id, "session cannot send: {err}");
                     conv.sessions.remove(&n);
-                    ops.push(Op::Delete(CF_MESSAGES, key_s(&id, n)));
+                    ops.push(Op::Delete(CF_MESSAGES, key_s(&self.key, &id, n)));
                     return Ok(Try::Wait);
                 }
             };
@@ -911,7 +973,7 @@ impl Conversations {
             seq,
             created: now,
         };
-        ops.push(self.seal(&key_p(&id), &encode_pending(&rec))?);
+        ops.push(self.seal(&key_p(&self.key, &id), &encode_pending(&rec))?);
         self.routes
             .insert(rec.pending.answer_address(), Route::Answer(id));
         self.convs.entry(id).or_default().pending = Some(rec);
@@ -1215,7 +1277,7 @@ impl Conversations {
                 conv.sessions.insert(n, session);
                 self.trim_sessions(&id, &mut b.ops);
                 self.routes.remove(&address);
-                b.ops.push(Op::Delete(CF_MESSAGES, key_p(&id)));
+                b.ops.push(Op::Delete(CF_MESSAGES, key_p(&self.key, &id)));
                 self.add_session_routes(id, n, now);
                 b.touched.push((id, n));
                 // The first message goes out again on the session at once
@@ -1347,10 +1409,10 @@ impl Conversations {
             .filter(|m| m.contact == *id && m.seq >= from)
             .map(|m| (m.seq, m.received_at.unwrap_or(0)))
             .min();
-        let prefix = [&b"m"[..], &id.0, b"i"].concat();
+        let prefix = prefix_m(&self.key, id, Some(false));
         let stored = match self
             .store
-            .scan_from(CF_MESSAGES, &key_m(id, false, from), &prefix, 1)?
+            .scan_from(CF_MESSAGES, &key_m(&self.key, id, false, from), &prefix, 1)?
             .pop()
         {
             Some((k, v)) => {
@@ -1436,7 +1498,7 @@ impl Conversations {
         if let Some(conv) = self.convs.get_mut(id) {
             while conv.sessions.len() > MAX_SESSIONS {
                 if let Some((n, _)) = conv.sessions.pop_first() {
-                    ops.push(Op::Delete(CF_MESSAGES, key_s(id, n)));
+                    ops.push(Op::Delete(CF_MESSAGES, key_s(&self.key, id, n)));
                     self.routes
                         .retain(|_, r| !matches!(r, Route::Session(i, m) if i == id && *m == n));
                 }
@@ -1512,8 +1574,10 @@ impl Conversations {
                         } else {
                             State::Delivered
                         };
-                        b.ops.push(Op::Delete(CF_MESSAGES, key_q(&id, seq)));
-                        b.ops.push(Op::Delete(CF_MESSAGES, key_x(&id, seq)));
+                        b.ops
+                            .push(Op::Delete(CF_MESSAGES, key_q(&self.key, &id, seq)));
+                        b.ops
+                            .push(Op::Delete(CF_MESSAGES, key_x(&self.key, &id, seq)));
                         changed.push(m);
                     }
                 }
@@ -1521,8 +1585,8 @@ impl Conversations {
                     // Delivered messages up to `read_up_to` are read now; one
                     // not yet delivered stays in the outbox (it is tried
                     // until its own receipt comes).
-                    let prefix = [&b"m"[..], &id.0, b"o"].concat();
-                    let start = key_m(&id, true, their_read + 1);
+                    let prefix = prefix_m(&self.key, &id, Some(true));
+                    let start = key_m(&self.key, &id, true, their_read + 1);
                     for (k, v) in self
                         .store
                         .scan_from(CF_MESSAGES, &start, &prefix, usize::MAX)
@@ -1564,8 +1628,8 @@ impl Conversations {
         limit: usize,
     ) -> Result<Vec<Message>, ConversationError> {
         let prefix = match id {
-            Some(id) => [&b"m"[..], &id.0].concat(),
-            None => b"m".to_vec(),
+            Some(id) => prefix_m(&self.key, id, None),
+            None => b"M".to_vec(),
         };
         let mut out = Vec::new();
         for (k, v) in self.store.scan(CF_MESSAGES, &prefix, usize::MAX)? {
@@ -1589,11 +1653,13 @@ impl Conversations {
             if from > to {
                 continue;
             }
-            let prefix = [&b"m"[..], &id.0, b"i"].concat();
-            for (k, v) in
-                self.store
-                    .scan_from(CF_MESSAGES, &key_m(id, false, from), &prefix, usize::MAX)?
-            {
+            let prefix = prefix_m(&self.key, id, Some(false));
+            for (k, v) in self.store.scan_from(
+                CF_MESSAGES,
+                &key_m(&self.key, id, false, from),
+                &prefix,
+                usize::MAX,
+            )? {
                 let m = self.open_message(&k, &v)?;
                 if m.seq > to {
                     break;
@@ -1743,8 +1809,8 @@ mod tests {
     use cairn_wallet::kel::{establishment_event, KeyEventLog};
     use cairn_wallet::{MasterKey, SeedPhrase};
 
+    use crate::contact_book::ContactRecord;
     use crate::identity::OwnIdentity;
-    use crate::store::ContactRecord;
 
     const NOW: u64 = 1_800_000_000;
 
@@ -1795,9 +1861,16 @@ mod tests {
             name: None,
             added: NOW,
         };
-        a.store
-            .put_contact(ChainNetwork::Regtest, &b.own.state.id, &bundle, &record)
-            .unwrap();
+        let book = ContactKey::of(&a.hot);
+        contact_book::put(
+            &a.store,
+            &book,
+            ChainNetwork::Regtest,
+            &b.own.state.id,
+            &bundle,
+            &record,
+        )
+        .unwrap();
     }
 
     fn convs(s: &Side, reach: &[u8]) -> Conversations {
@@ -1920,6 +1993,60 @@ mod tests {
         let (r, _) = bob.receive(&envelopes(&out), NOW + 5).unwrap();
         assert_eq!(r, [Received::Taken]);
         assert_eq!(texts(&bob, &alice_id).last().unwrap().1, "after a restart");
+    }
+
+    #[test]
+    fn the_store_files_conversations_under_locators_and_moves_clear_ids() {
+        let (a, b, mut alice, bob) = pair();
+        let bob_id = b.own.state.id;
+        alice.send(&bob_id, "one more", NOW + 1).unwrap();
+        // Neither the contact's id nor a text shows in Alice's store.
+        for (k, v) in everything(&a) {
+            for hay in [&k, &v] {
+                assert!(!hay.windows(32).any(|w| w == bob_id.0));
+                assert!(!hay.windows(8).any(|w| w == b"one more"));
+            }
+        }
+        let before = alice.history(None, usize::MAX).unwrap();
+        let outbox = alice.outbox_len();
+        drop((alice, bob));
+        // The layout before schema 3: the same records filed under the
+        // contact's id in the clear, with lower-case letters.
+        let key = a.hot.store_key();
+        let loc = locator(&key, &bob_id);
+        let mut ops = Vec::new();
+        for (k, v) in everything(&a) {
+            if !k[0].is_ascii_uppercase() {
+                continue;
+            }
+            assert_eq!(&k[1..33], &loc[..]);
+            let old = [&[k[0].to_ascii_lowercase()][..], &bob_id.0, &k[33..]].concat();
+            ops.push(Op::Delete(CF_MESSAGES, k.clone()));
+            if k[0] == b'Q' {
+                ops.push(Op::Put(CF_MESSAGES, old, Vec::new()));
+                continue;
+            }
+            let plain = secrets::open(&key, &k, &v).unwrap();
+            let plain = if k[0] == b'C' {
+                plain[32..].to_vec()
+            } else {
+                plain.to_vec()
+            };
+            ops.push(Op::Put(
+                CF_MESSAGES,
+                old.clone(),
+                secrets::seal(&key, &old, &plain).unwrap(),
+            ));
+        }
+        a.store.write(ops, true).unwrap();
+        assert!(everything(&a).iter().any(|(k, _)| k[1..33] == bob_id.0));
+        // Opened, the conversation is what it was, and the ids are gone.
+        let alice = convs(&a, b"alice-node");
+        assert_eq!(alice.history(None, usize::MAX).unwrap(), before);
+        assert_eq!(alice.outbox_len(), outbox);
+        assert!(everything(&a)
+            .iter()
+            .all(|(k, _)| !k.windows(32).any(|w| w == bob_id.0)));
     }
 
     #[test]

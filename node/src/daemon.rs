@@ -24,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::api::{self, ApiContext, ApiError};
 use crate::chain::{self, unix_now};
+use crate::contact_book::{self, ContactKey};
 use crate::contacts::{self, Added, ContactError, VerifyReport};
 use crate::datadir::DataDir;
 use crate::store::Store;
@@ -95,6 +96,9 @@ pub struct DaemonOptions {
     pub confirmations: u32,
     /// How often the chain source is asked for new blocks.
     pub poll: Duration,
+    /// How the contact book is opened: sealed under the identity's store
+    /// key, or in the clear on a node without an identity.
+    pub contacts: ContactKey,
 }
 
 /// The chain tip the watcher last synced to.
@@ -164,8 +168,14 @@ pub async fn run(
     #[cfg(feature = "network")]
     let (net, messenger, net_task) = match network {
         Some(part) => {
-            let s = crate::network::start(store.clone(), part, command_tx.clone(), stop_rx.clone())
-                .await?;
+            let s = crate::network::start(
+                store.clone(),
+                part,
+                options.contacts.clone(),
+                command_tx.clone(),
+                stop_rx.clone(),
+            )
+            .await?;
             (Some(s.net), s.messenger, Some(s.task))
         }
         None => (None, None, None),
@@ -174,6 +184,7 @@ pub async fn run(
         store: store.clone(),
         network: options.network,
         identity,
+        contacts: options.contacts.clone(),
         view: view_rx,
         stop: stop_tx,
         commands: command_tx,
@@ -300,6 +311,7 @@ impl Round {
             }) => {
                 let added = contacts::add(
                     &self.store,
+                    &self.options.contacts,
                     self.options.network,
                     *bundle,
                     name.as_deref(),
@@ -327,13 +339,11 @@ impl Round {
     /// tip (a round first, which checks everything at a new tip).
     fn verify(&mut self, who: Option<&str>) -> Result<Vec<VerifyReport>, CommandError> {
         let wanted = match who {
-            Some(w) => vec![contacts::find(&self.store, w)?.0],
-            None => self
-                .store
-                .contacts()
+            Some(w) => vec![contacts::find(&self.store, &self.options.contacts, w)?.0],
+            None => contact_book::all(&self.store, &self.options.contacts)
                 .map_err(ContactError::from)?
                 .into_iter()
-                .map(|(id, _)| id)
+                .map(|c| c.id)
                 .collect(),
         };
         self.once().map_err(CommandError::Watch)?;
@@ -401,7 +411,8 @@ impl Round {
             hash: tip.hash,
         });
         let own_id = store.own_identity().map_err(|e| e.to_string())?;
-        let contacts = store.contacts().map_err(|e| e.to_string())?;
+        let key = &self.options.contacts;
+        let contacts = contact_book::all(store, key).map_err(|e| e.to_string())?;
         let subjects: Vec<Subject> = own_id
             .iter()
             .map(|id| Subject {
@@ -409,9 +420,9 @@ impl Round {
                 name: None,
                 own: true,
             })
-            .chain(contacts.iter().map(|(id, r)| Subject {
-                id: *id,
-                name: r.name.clone(),
+            .chain(contacts.iter().map(|c| Subject {
+                id: c.id,
+                name: c.record.name.clone(),
                 own: false,
             }))
             .collect();
@@ -438,11 +449,14 @@ impl Round {
             self.watcher.observe(s, &checked, now);
         }
         let mut reports = HashMap::with_capacity(contacts.len());
-        for (s, (id, record)) in contact_subjects.iter().zip(&contacts) {
-            let checked = check_contact(store, network, chain, source, id, record, confirmations)
+        for (s, c) in contact_subjects.iter().zip(&contacts) {
+            let checked = check_contact(store, key, network, chain, source, c, confirmations)
                 .map_err(|e| fail(s, e))?;
             self.watcher.observe(s, &checked, now);
-            reports.insert(*id, VerifyReport::new(*id, record, &checked, confirmations));
+            reports.insert(
+                c.id,
+                VerifyReport::new(c.id, &c.record, &checked, confirmations),
+            );
         }
         self.reports = reports;
         self.watcher.retain(&subjects);

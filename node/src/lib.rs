@@ -6,6 +6,7 @@ pub mod anchoring;
 pub mod api;
 pub mod chain;
 pub mod config;
+pub mod contact_book;
 pub mod contacts;
 pub mod conversation;
 pub mod daemon;

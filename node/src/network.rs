@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::chain::unix_now;
 use crate::config::NetworkConfig;
+use crate::contact_book::{self, ContactKey};
 use crate::daemon::Command;
 use crate::identity::OwnIdentity;
 use crate::record::{
@@ -228,6 +229,7 @@ pub struct Started {
 pub async fn start(
     store: Arc<Store>,
     part: NodeNetwork,
+    contacts: ContactKey,
     commands: mpsc::Sender<Command>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Started, cairn_net::NetError> {
@@ -348,9 +350,9 @@ pub async fn start(
                 }
                 event = events.recv() => match event {
                     Some(NetEvent::Announcement { data, from }) => {
-                        let (s, c) = (store.clone(), commands.clone());
+                        let (s, k, c) = (store.clone(), contacts.clone(), commands.clone());
                         tokio::task::spawn_blocking(move || {
-                            contact_announced(&s, &c, &data, &from.to_string())
+                            contact_announced(&s, &k, &c, &data, &from.to_string())
                         });
                     }
                     Some(NetEvent::RecordStored { .. }) => {}
@@ -387,7 +389,13 @@ pub async fn start(
 /// of `contact add`, [`compare_logs`]), the watcher takes it like `contact
 /// add` and checks it against the chain. Store reads: call it on the
 /// blocking pool.
-fn contact_announced(store: &Store, commands: &mpsc::Sender<Command>, data: &[u8], from: &str) {
+fn contact_announced(
+    store: &Store,
+    key: &ContactKey,
+    commands: &mpsc::Sender<Command>,
+    data: &[u8],
+    from: &str,
+) {
     let Ok(record) = IdentityRecord::decode(data) else {
         return;
     };
@@ -395,14 +403,11 @@ fn contact_announced(store: &Store, commands: &mpsc::Sender<Command>, data: &[u8
         return;
     };
     let id = IdentityId::of_inception(inception.event_bytes());
-    if store.contact(&id).ok().flatten().is_none() {
-        return;
-    }
-    let Some(known) = store.log(&id).ok().flatten() else {
+    let Some(known) = contact_book::get(store, key, &id).ok().flatten() else {
         return;
     };
     if !matches!(
-        compare_logs(&record.bundle.log, &known),
+        compare_logs(&record.bundle.log, &known.bundle.log),
         Ok(Freshness::Newer)
     ) {
         return;

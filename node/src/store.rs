@@ -15,11 +15,13 @@ use rocksdb::{
 };
 
 /// Schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Column family of store-wide metadata (schema version, own identity).
 pub const CF_META: &str = "meta";
-/// Column family of key event logs: `identity id (32) || position (u32 BE)` → signed event.
+/// Column family of the own identity's key event log: `identity id (32) ‖
+/// position (u32 BE)` → signed event. (Contacts' logs are in their
+/// [`CF_CONTACTS`] entries.)
 pub const CF_KEL: &str = "kel";
 /// Column family of validated block headers: `b'b' ‖ chunk (u32 BE)` → the
 /// best chain's 80-byte headers of heights `chunk × CHUNK_LEN ..`
@@ -30,13 +32,15 @@ pub const CF_HEADERS: &str = "headers";
 /// `network ‖ 0x00 ‖ b'c' ‖ sequence (u64 BE)` → one BDK wallet changeset
 /// (JSON), appended in order and merged on load.
 pub const CF_FUNDS: &str = "funds";
-/// Column family of anchors, per network (Core's chain name):
-/// `network ‖ 0x00 ‖ identity id (32) ‖ establishment index (u32 BE)` →
-/// [`Anchor::encode`]; and of sealed future rotations (the same on every
-/// network): `"sealed" ‖ 0x00 ‖ identity id ‖ rotation index (u32 BE)` → ciphertext.
+/// Column family of the own identity's anchors, per network (Core's chain
+/// name): `network ‖ 0x00 ‖ identity id (32) ‖ establishment index (u32 BE)`
+/// → [`Anchor::encode`]; and of its sealed future rotations (the same on
+/// every network): `"sealed" ‖ 0x00 ‖ identity id ‖ rotation index (u32 BE)`
+/// → ciphertext.
 pub const CF_ANCHORS: &str = "anchors";
-/// Column family of contacts: `identity id (32)` → [`ContactRecord`] (JSON).
-/// Their logs are in [`CF_KEL`] and their anchors in [`CF_ANCHORS`].
+/// Column family of the contact book: one entry per contact, its name and
+/// its bundle, sealed under the store key on a node with an identity
+/// ([`crate::contact_book`] gives the layout).
 pub const CF_CONTACTS: &str = "contacts";
 /// Column family of identity records this node holds for the network:
 /// `DHT key (32)` → [`crate::record::IdentityRecord`] bytes, each verified
@@ -82,15 +86,6 @@ pub enum Op {
     Delete(&'static str, Vec<u8>),
 }
 
-/// What the node keeps about a contact besides its log and anchors.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ContactRecord {
-    /// The name the user gave, if any.
-    pub name: Option<String>,
-    /// When the contact was added (Unix seconds).
-    pub added: u64,
-}
-
 const KEY_SCHEMA: &[u8] = b"schema_version";
 const KEY_OWN_ID: &[u8] = b"own_identity";
 const KEY_HEADER_TIP: &[u8] = b"header_tip";
@@ -118,6 +113,9 @@ pub enum StoreError {
     /// RocksDB failed.
     #[error("storage error: {0}")]
     Db(#[from] rocksdb::Error),
+    /// A sealed value does not open, or no randomness to seal one.
+    #[error(transparent)]
+    Sealed(#[from] crate::secrets::SecretError),
 }
 
 impl From<DecodeError> for StoreError {
@@ -181,7 +179,11 @@ impl Store {
                     supported: SCHEMA_VERSION,
                 })
             }
-            Some(1) => store.migrate_from_1()?,
+            Some(1) => {
+                store.migrate_from_1()?;
+                store.migrate_from_2()?;
+            }
+            Some(2) => store.migrate_from_2()?,
             Some(_) => {}
         }
         Ok(store)
@@ -379,6 +381,78 @@ impl Store {
             batch.delete_cf(cf, k);
         }
         batch.delete_cf(self.cf(CF_META), KEY_HEADER_TIP);
+        batch.put_cf(self.cf(CF_META), KEY_SCHEMA, 2u32.to_be_bytes());
+        self.db.write_opt(batch, &synced())?;
+        Ok(())
+    }
+
+    /// Schema 2 kept a contact in three column families, its id in the
+    /// clear in each: `contacts` (name), `kel` (log) and `anchors`. Schema
+    /// 3 keeps one entry per contact in `contacts`; they are moved there in
+    /// the clear, and sealed at the identity's next unlock
+    /// ([`crate::contact_book::unlock`]).
+    fn migrate_from_2(&self) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_CONTACTS), IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            let id = IdentityId(
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("contact key".into()))?,
+            );
+            let record: crate::contact_book::ContactRecord = serde_json::from_slice(&v)
+                .map_err(|e| StoreError::Corrupt(format!("contact record: {e}")))?;
+            let Some(log) = self.log(&id)? else {
+                return Err(StoreError::Corrupt(format!(
+                    "the log of contact {id} is missing"
+                )));
+            };
+            let mut bundle = Bundle {
+                genesis: ChainParams::new(ChainNetwork::Regtest).genesis_hash(),
+                log,
+                anchors: Vec::new(),
+                sealed: self.sealed_rotations(&id)?,
+            };
+            for network in [
+                ChainNetwork::Mainnet,
+                ChainNetwork::Testnet4,
+                ChainNetwork::Signet,
+                ChainNetwork::Regtest,
+            ] {
+                let anchors = self.anchors(network, &id)?;
+                if !anchors.is_empty() && bundle.anchors.is_empty() {
+                    bundle.genesis = ChainParams::new(network).genesis_hash();
+                    bundle.anchors = anchors;
+                }
+                let cf = self.cf(CF_ANCHORS);
+                let space = network.core_chain_name();
+                batch.delete_range_cf(
+                    cf,
+                    space_key(space, &id, 0),
+                    space_key(space, &id, u32::MAX),
+                );
+                batch.delete_cf(cf, space_key(space, &id, u32::MAX));
+            }
+            let cf = self.cf(CF_ANCHORS);
+            batch.delete_range_cf(
+                cf,
+                space_key(SEALED_SPACE, &id, 0),
+                space_key(SEALED_SPACE, &id, u32::MAX),
+            );
+            batch.delete_cf(cf, space_key(SEALED_SPACE, &id, u32::MAX));
+            let mut end = id.0.to_vec();
+            end.extend_from_slice(&[0xff; 5]);
+            batch.delete_range_cf(self.cf(CF_KEL), &id.0[..], &end[..]);
+            let (k, v) = crate::contact_book::clear_entry(&crate::contact_book::Contact {
+                id,
+                record,
+                bundle,
+            });
+            batch.put_cf(self.cf(CF_CONTACTS), k, v);
+        }
         batch.put_cf(self.cf(CF_META), KEY_SCHEMA, SCHEMA_VERSION.to_be_bytes());
         self.db.write_opt(batch, &synced())?;
         Ok(())
@@ -616,53 +690,6 @@ impl Store {
         self.db.write_opt(batch, &synced())?;
         Ok(())
     }
-
-    /// Stores a contact's log, anchors, sealed rotations and record in one
-    /// synced batch, replacing what was stored for `id`.
-    pub fn put_contact(
-        &self,
-        network: ChainNetwork,
-        id: &IdentityId,
-        bundle: &Bundle,
-        record: &ContactRecord,
-    ) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        self.bundle_into_batch(
-            &mut batch,
-            network,
-            id,
-            (&bundle.log, &bundle.anchors, &bundle.sealed),
-        )?;
-        let json = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        batch.put_cf(self.cf(CF_CONTACTS), id.0, json);
-        self.db.write_opt(batch, &synced())?;
-        Ok(())
-    }
-
-    /// The record of contact `id`, if it is one.
-    pub fn contact(&self, id: &IdentityId) -> Result<Option<ContactRecord>, StoreError> {
-        self.db
-            .get_cf(self.cf(CF_CONTACTS), id.0)?
-            .map(|v| decode_contact(&v))
-            .transpose()
-    }
-
-    /// Every contact, by id.
-    pub fn contacts(&self) -> Result<Vec<(IdentityId, ContactRecord)>, StoreError> {
-        let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_CONTACTS), IteratorMode::Start)
-        {
-            let (k, v) = item?;
-            let id: [u8; 32] = k
-                .as_ref()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("contact key".into()))?;
-            out.push((IdentityId(id), decode_contact(&v)?));
-        }
-        Ok(out)
-    }
 }
 
 impl Store {
@@ -817,10 +844,6 @@ impl Store {
         it.status()?;
         Ok(n)
     }
-}
-
-fn decode_contact(v: &[u8]) -> Result<ContactRecord, StoreError> {
-    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(format!("contact record: {e}")))
 }
 
 fn kel_key(id: &IdentityId, position: u32) -> [u8; 36] {

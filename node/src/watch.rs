@@ -13,41 +13,34 @@
 use std::collections::{HashMap, VecDeque};
 
 use cairn_chain_anchor::source::ChainSource;
-use cairn_chain_anchor::{Bundle, ChainNetwork, ChainParams, HeaderChain, Verdict};
+use cairn_chain_anchor::{ChainNetwork, HeaderChain, Verdict};
 use cairn_wallet::IdentityId;
 use serde::Serialize;
 
 use crate::anchoring::{self, AnchorError, Checked};
+use crate::contact_book::{self, Contact, ContactKey};
 use crate::identity::OwnIdentity;
-use crate::store::{ContactRecord, Store, StoreError};
+use crate::store::Store;
 
 /// Most events kept; older ones are dropped first.
 pub const MAX_EVENTS: usize = 256;
 
-/// Checks contact `id` against `chain` (synced by the caller) and `source`,
+/// Checks `contact` against `chain` (synced by the caller) and `source`,
 /// and stores its bundle when the check changed it (new proofs, rotations
 /// followed from the chain).
 pub fn check_contact(
     store: &Store,
+    key: &ContactKey,
     network: ChainNetwork,
     chain: &HeaderChain,
     source: &dyn ChainSource,
-    id: &IdentityId,
-    record: &ContactRecord,
+    contact: &Contact,
     confirmations: u32,
 ) -> Result<Checked, AnchorError> {
-    let log = store
-        .log(id)?
-        .ok_or_else(|| StoreError::Corrupt(format!("the log of contact {id} is missing")))?;
-    let mut bundle = Bundle {
-        genesis: ChainParams::new(network).genesis_hash(),
-        log,
-        anchors: store.anchors(network, id)?,
-        sealed: store.sealed_rotations(id)?,
-    };
+    let mut bundle = contact.bundle_on(network);
     let checked = anchoring::check_bundle(&mut bundle, chain, source, confirmations)?;
     if checked.changed {
-        store.put_contact(network, id, &bundle, record)?;
+        contact_book::put(store, key, network, &contact.id, &bundle, &contact.record)?;
     }
     Ok(checked)
 }

@@ -369,18 +369,37 @@ fn prekeys_are_published_in_the_log_and_reach_a_contact_through_the_bundle() {
         None,
         Some(PASS),
     ));
-    let added = ok_json(&cairn(
-        &alice,
-        &[
-            "--json",
-            "contact",
-            "add",
-            bundle["bundle"].as_str().unwrap(),
-            "--name",
-            "bob",
-        ],
-        None,
-        None,
-    ));
+    // Alice's contact book is sealed under her keys: adding needs her passphrase.
+    let add = [
+        "--json",
+        "contact",
+        "add",
+        bundle["bundle"].as_str().unwrap(),
+        "--name",
+        "robert-from-work",
+    ];
+    assert!(failure(&cairn(&alice, &add, None, None)).contains("passphrase"));
+    let added = ok_json(&cairn(&alice, &add, None, Some(PASS)));
     assert_eq!(added["id"], id["id"]);
+    let listed = ok_json(&cairn(
+        &alice,
+        &["--json", "contact", "list"],
+        None,
+        Some(PASS),
+    ));
+    assert_eq!(listed[0]["name"], "robert-from-work");
+    // Her store shows neither Bob's id nor his name.
+    let bob_id: cairn_wallet::IdentityId = id["id"].as_str().unwrap().parse().unwrap();
+    let store = cairn_node::Store::open(&alice.join("store")).unwrap();
+    for cf in cairn_node::store::COLUMN_FAMILIES {
+        for (k, v) in store.scan(cf, b"", usize::MAX).unwrap() {
+            for hay in [&k, &v] {
+                assert!(!hay.windows(32).any(|w| w == bob_id.0), "Bob's id in {cf}");
+                assert!(
+                    !hay.windows(16).any(|w| w == b"robert-from-work"),
+                    "Bob's name in {cf}"
+                );
+            }
+        }
+    }
 }

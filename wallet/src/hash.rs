@@ -26,6 +26,9 @@ pub mod tags {
     pub const KEYSTORE_CHECKSUM: &str = "cairn/keystore/checksum/v1";
     /// The key that seals the node's secrets in its store, from the network secret.
     pub const STORE_KEY: &str = "cairn/store-key/v1";
+    /// Where the store files what it keeps per contact: a keyed hash of the
+    /// contact's id under the store key, so the store does not show the id.
+    pub const STORE_LOCATOR: &str = "cairn/store/locator/v1";
     /// What the signature of an identity record commits to.
     pub const RECORD: &str = "cairn/record/v1";
     /// The DHT key an identity's record is published under.
@@ -92,6 +95,7 @@ mod tests {
             tags::NETWORK_KEY,
             tags::KEYSTORE_CHECKSUM,
             tags::STORE_KEY,
+            tags::STORE_LOCATOR,
             tags::RECORD,
             tags::RECORD_KEY,
             tags::SESSION_SEAL,

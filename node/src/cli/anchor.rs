@@ -11,6 +11,7 @@ use cairn_chain_anchor::{Bundle, ChainNetwork};
 use cairn_node::anchoring::{self, Standing, DEFAULT_SEAL_VALUE};
 use cairn_node::api::MAX_LINE;
 use cairn_node::chain::{self, unix_now};
+use cairn_node::contact_book;
 use cairn_node::contacts::{self, VerifyReport};
 use cairn_node::funds;
 use cairn_node::identity;
@@ -350,6 +351,7 @@ pub fn add(
     let added = match ctx.store_or_node()? {
         Access::Store(store) => json!(contacts::add(
             &store,
+            &ctx.contact_key(&store)?,
             settings.network,
             bundle,
             name,
@@ -386,7 +388,7 @@ pub fn add(
 /// `cairn contact list`; through the running node when there is one.
 pub fn list(ctx: &Context, out: &Output) -> Result<()> {
     let list = match ctx.store_or_node()? {
-        Access::Store(store) => json!(contacts::list(&store)?),
+        Access::Store(store) => json!(contacts::list(&store, &ctx.contact_key(&store)?)?),
         Access::Node(mut node) => node.call("contacts", json!({}))?,
     };
     if out.json {
@@ -476,28 +478,32 @@ fn verify_here(
 ) -> Result<Vec<VerifyReport>> {
     let settings = args.settings(ctx)?;
     let network = settings.network;
+    let key = ctx.contact_key(store)?;
     let targets = match who {
-        Some(w) => vec![contacts::find(store, w)?],
-        None => store.contacts()?,
+        Some(w) => {
+            let (id, _) = contacts::find(store, &key, w)?;
+            contact_book::get(store, &key, &id)?.into_iter().collect()
+        }
+        None => contact_book::all(store, &key)?,
     };
     let source = connect(&settings)?;
     let chain = sync_quietly(store, network, &source)?;
     targets
         .into_iter()
-        .map(|(id, record)| {
+        .map(|c| {
             let checked = cairn_node::watch::check_contact(
                 store,
+                &key,
                 network,
                 &chain,
                 &source,
-                &id,
-                &record,
+                &c,
                 settings.confirmations,
             )
-            .with_context(|| format!("checking {id} through {}", source.describe()))?;
+            .with_context(|| format!("checking {} through {}", c.id, source.describe()))?;
             Ok(VerifyReport::new(
-                id,
-                &record,
+                c.id,
+                &c.record,
                 &checked,
                 settings.confirmations,
             ))

@@ -19,6 +19,7 @@ use cairn_wallet::keystore::KdfParams;
 use cairn_wallet::{IdentityId, SeedPhrase};
 use serde_json::json;
 
+use cairn_node::contact_book::ContactKey;
 pub use output::Output;
 use secrets::Purpose;
 
@@ -50,6 +51,19 @@ impl Context {
         let store = identity::open_store(&self.dir)?;
         let own = identity::load(&store, &self.dir)?;
         Ok((store, own))
+    }
+
+    /// How the store's contact book opens: under the identity's store key
+    /// (so the keystore passphrase is asked for), or in the clear on a
+    /// node without an identity. Contacts still in the clear are sealed.
+    fn contact_key(&self, store: &cairn_node::Store) -> Result<ContactKey> {
+        if store.own_identity()?.is_none() {
+            return Ok(ContactKey::Clear);
+        }
+        let own = identity::load(store, &self.dir)?;
+        let pass = self.passphrase(Purpose::Existing)?;
+        let hot = identity::unlock_hot(&self.dir, &own, &pass)?;
+        Ok(cairn_node::contact_book::unlock(store, &hot)?)
     }
 
     /// The store, or the API of the node that holds it.

@@ -36,26 +36,45 @@ pub fn run(ctx: &Context, out: &Output, bitcoin: &BitcoinArgs, args: &NodeArgs) 
     if let Some(p) = args.poll {
         node.poll_secs = p;
     }
-    let options = DaemonOptions {
-        api: node.api,
-        network: settings.network,
-        rpc: settings.rpc_config(std::env::var("CAIRN_RPC_PASSWORD").ok())?,
-        confirmations: settings.confirmations,
-        poll: node.poll_interval(),
-    };
+    let rpc = settings.rpc_config(std::env::var("CAIRN_RPC_PASSWORD").ok())?;
     ctx.dir
         .create()
         .with_context(|| format!("cannot create {}", ctx.dir.root().display()))?;
     let _lock = ctx.dir.lock_node()?;
     let store = identity::open_store(&ctx.dir)?;
     let own = store.own_identity()?;
+    // A node with an identity holds its hot keys: they open the contact
+    // book, sign the records and key the network.
+    let unlocked = match own {
+        Some(_) => {
+            let me = identity::load(&store, &ctx.dir)?;
+            let pass = ctx.passphrase(super::secrets::Purpose::Existing)?;
+            let hot = identity::unlock_hot(&ctx.dir, &me, &pass)?;
+            Some((me, hot))
+        }
+        None => None,
+    };
+    let contacts = match &unlocked {
+        Some((_, hot)) => cairn_node::contact_book::unlock(&store, hot)?,
+        None => cairn_node::contact_book::ContactKey::Clear,
+    };
+    let options = DaemonOptions {
+        api: node.api,
+        network: settings.network,
+        rpc,
+        confirmations: settings.confirmations,
+        poll: node.poll_interval(),
+        contacts,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     #[cfg(feature = "network")]
-    let net_part = network_part(ctx, out, &store, settings.network)?;
+    let net_part = network_part(ctx, out, &store, settings.network, unlocked)?;
+    #[cfg(not(feature = "network"))]
+    drop(unlocked);
     let store = Arc::new(store);
     let network = settings.network;
     runtime.block_on(daemon::run(
@@ -91,21 +110,22 @@ pub fn run(ctx: &Context, out: &Output, bitcoin: &BitcoinArgs, args: &NodeArgs) 
     Ok(())
 }
 
-/// The network part of `cairn node`: the hot keys unlocked (the peer key
-/// and the key that signs the own record), the prekeys refreshed.
+/// The network part of `cairn node`: with the identity's hot keys (the
+/// peer key and the key that signs the own record), the prekeys refreshed.
 #[cfg(feature = "network")]
 fn network_part(
     ctx: &Context,
     out: &Output,
     store: &cairn_node::Store,
     chain: cairn_chain_anchor::ChainNetwork,
+    unlocked: Option<(identity::OwnIdentity, cairn_wallet::keystore::HotKeys)>,
 ) -> Result<Option<cairn_node::network::NodeNetwork>> {
     let config = Config::load(ctx.dir.root())?.network;
     if !config.enabled {
         return Ok(None);
     }
     let net = cairn_node::network::net_config(&config).map_err(anyhow::Error::msg)?;
-    if store.own_identity()?.is_none() {
+    let Some((own, hot)) = unlocked else {
         // A node without an identity serves the network (DHT, relay) and
         // fetches contacts' records; it has nothing to publish.
         let key =
@@ -119,10 +139,7 @@ fn network_part(
             collect: config.collect_interval(),
             direct: config.direct,
         }));
-    }
-    let own = identity::load(store, &ctx.dir)?;
-    let pass = ctx.passphrase(super::secrets::Purpose::Existing)?;
-    let hot = identity::unlock_hot(&ctx.dir, &own, &pass)?;
+    };
     let now = cairn_node::chain::unix_now();
     let refreshed = cairn_node::prekeys::refresh(store, &own, &hot, now)?;
     // A rotation leaves the mailboxes behind: named again under the new key.
