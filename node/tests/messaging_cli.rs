@@ -367,6 +367,31 @@ fn messages_wait_at_the_mailboxes_while_bob_is_away_and_one_mailbox_is_lost() {
             assert!(!v.windows(10).any(|w| w == b"while away"));
         }
     }
+    // Alice's own store keeps Bob as a contact and their conversation,
+    // sealed: neither Bob's id nor a text is in any column family but
+    // `records` (identity records her node serves to the DHT, anyone's).
+    {
+        let store = cairn_node::Store::open(&w.alice.dir.join("store")).unwrap();
+        let id = ok_json(&cairn(&w.bob.dir, &["--json", "id"]));
+        let bob: cairn_wallet::IdentityId = id["id"].as_str().unwrap().parse().unwrap();
+        let mut messages = 0;
+        for cf in cairn_node::store::COLUMN_FAMILIES {
+            if cf == cairn_node::store::CF_RECORDS {
+                continue;
+            }
+            for (k, v) in store.scan(cf, b"", usize::MAX).unwrap() {
+                messages += usize::from(cf == cairn_node::store::CF_MESSAGES);
+                for hay in [&k, &v] {
+                    assert!(!hay.windows(32).any(|w| w == bob.0), "Bob's id in {cf}");
+                    assert!(
+                        !hay.windows(10).any(|w| w == b"while away"),
+                        "a text in {cf}"
+                    );
+                }
+            }
+        }
+        assert!(messages >= 101, "{messages} conversation records");
+    }
     // The mailbox node comes back (its peers are all away: none to wait for).
     w.mailboxes[1].child = Some(start_node(&w.mailboxes[1].dir));
     address_of(&w.mailboxes[1].dir);
