@@ -12,13 +12,15 @@
 //! "P" ‖ locator                      → the handshake waiting for its answer, and its first message
 //! "M" ‖ locator ‖ "i"|"o" ‖ seq      → a message received ("i") or sent ("o") and its state
 //! "Q" ‖ locator ‖ seq                → (empty) a sent message not yet acknowledged
-//! "a" ‖ answer address                → a first message accepted: the contact and the answer, sent again if it comes again
+//! "A" ‖ generation ‖ answer address   → a first message accepted: the contact and the answer, sent again if it comes again
 //! "X" ‖ locator ‖ seq                → the envelope of a sent message on its session (sent again as it is)
-//! "e" ‖ SHA-256(session message)      → the key of the receipt made for a text received ("r" ‖ …)
-//! "r" ‖ SHA-256(receipt message)      → a receipt (its session and message), sent again if a text it answers comes again
+//! "E" ‖ generation ‖ SHA-256(session message) → the key of the receipt made for a text received ("R" ‖ …)
+//! "R" ‖ generation ‖ SHA-256(receipt message) → a receipt (its session and message), sent again if a text it answers comes again
 //! ```
 //!
-//! The locator is a keyed hash of the contact's id under the store key
+//! The generation (u32 BE) is `time / MESSAGE_TTL`: the records that
+//! recognise copies live through their generation and the next, then are
+//! forgotten. The locator is a keyed hash of the contact's id under the store key
 //! (`crate::contact_book::locator`, the contact book's own): the store shows
 //! which records belong to one conversation and how many messages it holds,
 //! but not who it is with.
@@ -49,7 +51,7 @@ use zeroize::Zeroizing;
 
 use crate::contact_book::{self, locator, ContactKey};
 use crate::secrets;
-use crate::store::{Op, Store, StoreError, CF_MESSAGES};
+use crate::store::{Op, SealedEntry, Store, StoreError, CF_MESSAGES};
 
 /// How long a message is sent for before it is given up, seconds (the
 /// mailboxes keep envelopes as long).
@@ -82,6 +84,11 @@ pub const MAX_AHEAD: u64 = MAX_OUTBOX as u64 + 1000;
 /// seconds: its sender is trying it again meanwhile; after this, the later
 /// ones are shown and the missing one where it comes.
 pub const GAP_WAIT: u64 = 10 * 60;
+/// A kept receipt goes out again for copies of the texts it answers at most
+/// once in this many seconds (a replayed envelope is not an amplifier).
+pub const RESEND_GAP: u64 = 10;
+/// Receipts remembered as just sent again, at most.
+const MAX_RESENT: usize = 4096;
 
 /// Conversation failures.
 #[derive(Debug, thiserror::Error)]
@@ -355,6 +362,8 @@ pub struct Conversations {
     /// Events of a change not written yet.
     staged: Vec<MessageEvent>,
     next_event: u64,
+    /// Kept receipts sent again lately: when.
+    resent: HashMap<Vec<u8>, u64>,
 }
 
 // Records of one contact are filed under its locator (a keyed hash of its
@@ -387,17 +396,30 @@ fn key_q(k: &[u8; 32], id: &IdentityId, seq: u64) -> Vec<u8> {
 fn key_x(k: &[u8; 32], id: &IdentityId, seq: u64) -> Vec<u8> {
     [&b"X"[..], &locator(k, id), &seq.to_be_bytes()].concat()
 }
-fn key_e(message: &[u8]) -> Vec<u8> {
+/// The generation of `now`: [`MESSAGE_TTL`]-long spans of time. Records
+/// kept to recognise copies (`E`, `R`, `A`) are filed under the generation
+/// they were made in, looked for in it and the one before, and forgotten
+/// after ([`Conversations::forget_kept`]): they live 30 to 60 days, as long
+/// as a copy can come.
+fn generation(now: u64) -> u32 {
+    u32::try_from(now / MESSAGE_TTL).unwrap_or(u32::MAX)
+}
+fn key_kept(letter: u8, gen: u32, what: &[u8]) -> Vec<u8> {
+    [&[letter][..], &gen.to_be_bytes(), what].concat()
+}
+fn key_e(gen: u32, message: &[u8]) -> Vec<u8> {
     let digest = bitcoin::hashes::sha256::Hash::hash(message);
-    [&b"e"[..], digest.as_byte_array()].concat()
+    key_kept(b'E', gen, digest.as_byte_array())
 }
-fn key_r(message: &[u8]) -> Vec<u8> {
+fn key_r(gen: u32, message: &[u8]) -> Vec<u8> {
     let digest = bitcoin::hashes::sha256::Hash::hash(message);
-    [&b"r"[..], digest.as_byte_array()].concat()
+    key_kept(b'R', gen, digest.as_byte_array())
 }
-fn key_a(address: &[u8; 32]) -> Vec<u8> {
-    [&b"a"[..], address].concat()
+fn key_a(gen: u32, address: &[u8; 32]) -> Vec<u8> {
+    key_kept(b'A', gen, address)
 }
+/// Kept records forgotten per call of [`Conversations::forget_kept`].
+pub const FORGET_PAGE: usize = 1024;
 
 fn damaged(what: impl std::fmt::Display) -> ConversationError {
     ConversationError::Damaged(what.to_string())
@@ -410,14 +432,15 @@ fn backoff(tries: u32) -> u64 {
 }
 
 impl Conversations {
-    /// Loads the conversations from the store. `own` is the own log's
-    /// state (its prekeys), `hot` the current keys, `reach` this node's
-    /// peer id as bytes.
+    /// Loads the conversations from the store (moving records of an older
+    /// layout first). `own` is the own log's state (its prekeys), `hot` the
+    /// current keys, `reach` this node's peer id as bytes, `now` the time.
     pub fn open(
         store: Arc<Store>,
         hot: HotKeys,
         own: &LogState,
         reach: Vec<u8>,
+        now: u64,
     ) -> Result<Self, ConversationError> {
         let key = hot.store_key();
         let mut prekeys = Vec::new();
@@ -444,17 +467,18 @@ impl Conversations {
             staged: Vec::new(),
             // Event numbers go on increasing across restarts, so that a
             // client's cursor stays valid.
+            resent: HashMap::new(),
             next_event: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
         };
+        c.migrate_layout(now)?;
         c.load()?;
         Ok(c)
     }
 
     /// Reads the conversations and the outbox from the store.
     fn load(&mut self) -> Result<(), ConversationError> {
-        self.migrate_clear_ids()?;
         let mut by_locator = HashMap::new();
         for (k, v) in self.store.scan(CF_MESSAGES, b"C", usize::MAX)? {
             let plain = secrets::open(&self.key, &k, &v)?;
@@ -508,10 +532,31 @@ impl Conversations {
     }
 
     /// Before schema 3, a contact's records were filed under its id in the
-    /// clear (`c`, `s`, `p`, `m`, `q`, `x` ‖ id ‖ …): they move under its
-    /// locator (the upper-case letters) in one synced batch.
-    fn migrate_clear_ids(&self) -> Result<(), ConversationError> {
+    /// clear (`c`, `s`, `p`, `m`, `q`, `x` ‖ id ‖ …), and the kept records
+    /// (`e`, `r`, `a` ‖ digest) under no generation: they move under the
+    /// locator, or the current generation (the upper-case letters), in one
+    /// synced batch.
+    fn migrate_layout(&self, now: u64) -> Result<(), ConversationError> {
         let mut ops = Vec::new();
+        let gen = generation(now);
+        for letter in [b'e', b'r', b'a'] {
+            for (k, v) in self.store.scan(CF_MESSAGES, &[letter], usize::MAX)? {
+                if k.len() != 33 {
+                    return Err(damaged("kept record key"));
+                }
+                let new_key = key_kept(letter.to_ascii_uppercase(), gen, &k[1..]);
+                let plain = secrets::open(&self.key, &k, &v)?;
+                let plain = match (letter, plain.first()) {
+                    // A text's record names its receipt's: named anew.
+                    (b'e', Some(b'r')) if plain.len() == 33 => {
+                        Zeroizing::new(key_kept(b'R', gen, &plain[1..]))
+                    }
+                    _ => plain,
+                };
+                ops.push(Op::Delete(CF_MESSAGES, k.clone()));
+                ops.push(self.seal(&new_key, &plain)?);
+            }
+        }
         for letter in [b'c', b's', b'p', b'm', b'q', b'x'] {
             for (k, v) in self.store.scan(CF_MESSAGES, &[letter], usize::MAX)? {
                 let id = k
@@ -740,6 +785,51 @@ impl Conversations {
     /// The contact book, sealed under the same store key.
     fn book(&self) -> ContactKey {
         ContactKey::Sealed(self.key.clone())
+    }
+
+    /// The kept record `key` names in the generation of `now` or the one
+    /// before: its store key and value.
+    fn kept(
+        &self,
+        now: u64,
+        key: impl Fn(u32) -> Vec<u8>,
+    ) -> Result<Option<SealedEntry>, ConversationError> {
+        let gen = generation(now);
+        for g in [gen, gen.saturating_sub(1)] {
+            let k = key(g);
+            if let Some(v) = self.store.get(CF_MESSAGES, &k)? {
+                return Ok(Some((k, v)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Forgets up to [`FORGET_PAGE`] kept records older than the generation
+    /// before `now`'s; returns how many. No copy they would recognise can
+    /// come any more: its sender gave up after [`MESSAGE_TTL`].
+    pub fn forget_kept(&self, now: u64) -> Result<usize, ConversationError> {
+        let oldest = generation(now).saturating_sub(1);
+        let mut ops = Vec::new();
+        for letter in [b'E', b'R', b'A'] {
+            let end = key_kept(letter, oldest, &[]);
+            for (k, _) in self
+                .store
+                .scan(CF_MESSAGES, &[letter], FORGET_PAGE - ops.len())?
+            {
+                if k >= end {
+                    break;
+                }
+                ops.push(Op::Delete(CF_MESSAGES, k));
+            }
+            if ops.len() >= FORGET_PAGE {
+                break;
+            }
+        }
+        let n = ops.len();
+        if n > 0 {
+            self.store.write(ops, false)?;
+        }
+        Ok(n)
     }
 
     fn direct(&self, id: &IdentityId) -> Option<Vec<u8>> {
@@ -1134,7 +1224,7 @@ impl Conversations {
                     // Kept once (the session and the message), and named by
                     // each text it answers, to go out again if the text
                     // comes again.
-                    let kr = key_r(&o.envelope[32..]);
+                    let kr = key_r(generation(now), &o.envelope[32..]);
                     ops.push(self.seal(&kr, &[&n.to_be_bytes()[..], &o.envelope[32..]].concat())?);
                     for (_, _, ke) in texts
                         .iter()
@@ -1205,8 +1295,7 @@ impl Conversations {
                 // A copy of a text already taken (whatever the session has
                 // done since): nothing changes; the receipt made for it
                 // goes out again, under today's address.
-                let ke = key_e(message);
-                if let Some(v) = self.store.get(CF_MESSAGES, &ke).map_err(fatal)? {
+                if let Some((ke, v)) = self.kept(now, |g| key_e(g, message)).map_err(fatal)? {
                     let kr = secrets::open(&self.key, &ke, &v).map_err(fatal)?;
                     let kept = match self.store.get(CF_MESSAGES, &kr).map_err(fatal)? {
                         Some(v) => secrets::open(&self.key, &kr, &v).map_err(fatal)?,
@@ -1217,7 +1306,11 @@ impl Conversations {
                         .and_then(|x| x.try_into().ok())
                         .map(u32::from_be_bytes);
                     let session = on.and_then(|on| self.convs.get(&id)?.sessions.get(&on));
-                    if let (Some(session), Some(receipt)) = (session, kept.get(4..)) {
+                    let again = match self.resent.get(&kr[..]) {
+                        Some(&t) => now >= t.saturating_add(RESEND_GAP),
+                        None => true,
+                    };
+                    if let (Some(session), Some(receipt), true) = (session, kept.get(4..), again) {
                         let mailboxes = self
                             .contact_state(&id)
                             .map_err(fatal)?
@@ -1230,6 +1323,14 @@ impl Conversations {
                             direct: self.direct(&id),
                             mailboxes,
                         });
+                        if self.resent.len() >= MAX_RESENT {
+                            self.resent
+                                .retain(|_, t| now < t.saturating_add(RESEND_GAP));
+                            if self.resent.len() >= MAX_RESENT {
+                                self.resent.clear();
+                            }
+                        }
+                        self.resent.insert(kr.to_vec(), now);
                     }
                     return Ok(Received::Taken);
                 }
@@ -1251,7 +1352,7 @@ impl Conversations {
                 let payload = Payload::decode(&content).map_err(refused)?;
                 self.acceptable(&id, &payload)?;
                 if let Body::Text { seq, .. } = payload.body {
-                    b.texts.push((id, seq, key_e(message)));
+                    b.texts.push((id, seq, key_e(generation(now), message)));
                 }
                 let conv = self.convs.get_mut(&id).expect("present");
                 conv.sessions.insert(n, next);
@@ -1327,14 +1428,17 @@ impl Conversations {
                 )
                 .map_err(refused)?;
                 let answer_env = envelope(&accepted.answer_address, &accepted.answer);
-                let seen = key_a(&accepted.answer_address);
+                let seen = key_a(generation(now), &accepted.answer_address);
                 if !b.accepted.insert(accepted.answer_address) {
                     // The same first message twice in one batch.
                     return Ok(Received::Taken);
                 }
-                if let Some(v) = self.store.get(CF_MESSAGES, &seen).map_err(fatal)? {
+                let before = self
+                    .kept(now, |g| key_a(g, &accepted.answer_address))
+                    .map_err(fatal)?;
+                if let Some((k, v)) = before {
                     // This first message was taken before: its answer again.
-                    let plain = secrets::open(&self.key, &seen, &v).map_err(fatal)?;
+                    let plain = secrets::open(&self.key, &k, &v).map_err(fatal)?;
                     b.out.push(Outgoing {
                         contact: from,
                         envelope: plain.get(32..).unwrap_or_default().to_vec(),
@@ -1875,7 +1979,7 @@ mod tests {
 
     fn convs(s: &Side, reach: &[u8]) -> Conversations {
         let hot = HotKeys::decode(&s.hot.encode()).unwrap();
-        Conversations::open(s.store.clone(), hot, &s.own.state, reach.to_vec()).unwrap()
+        Conversations::open(s.store.clone(), hot, &s.own.state, reach.to_vec(), NOW).unwrap()
     }
 
     fn envelopes(out: &[Outgoing]) -> Vec<Vec<u8>> {
@@ -1997,56 +2101,113 @@ mod tests {
 
     #[test]
     fn the_store_files_conversations_under_locators_and_moves_clear_ids() {
-        let (a, b, mut alice, bob) = pair();
-        let bob_id = b.own.state.id;
+        let (a, b, mut alice, mut bob) = pair();
+        let (alice_id, bob_id) = (a.own.state.id, b.own.state.id);
         alice.send(&bob_id, "one more", NOW + 1).unwrap();
-        // Neither the contact's id nor a text shows in Alice's store.
-        for (k, v) in everything(&a) {
-            for hay in [&k, &v] {
-                assert!(!hay.windows(32).any(|w| w == bob_id.0));
-                assert!(!hay.windows(8).any(|w| w == b"one more"));
+        let out = alice.due(NOW + 1).unwrap();
+        let (_, receipt) = bob.receive(&envelopes(&out), NOW + 1).unwrap();
+        // Neither the contact's id nor a text shows in either store.
+        for (s, other) in [(&a, &bob_id), (&b, &alice_id)] {
+            for (k, v) in everything(s) {
+                for hay in [&k, &v] {
+                    assert!(!hay.windows(32).any(|w| w == other.0));
+                    assert!(!hay.windows(8).any(|w| w == b"one more"));
+                }
             }
         }
-        let before = alice.history(None, usize::MAX).unwrap();
-        let outbox = alice.outbox_len();
+        let before = (alice.history(None, usize::MAX).unwrap(), alice.outbox_len());
+        let bob_before = bob.history(None, usize::MAX).unwrap();
         drop((alice, bob));
-        // The layout before schema 3: the same records filed under the
-        // contact's id in the clear, with lower-case letters.
-        let key = a.hot.store_key();
-        let loc = locator(&key, &bob_id);
-        let mut ops = Vec::new();
-        for (k, v) in everything(&a) {
-            if !k[0].is_ascii_uppercase() {
-                continue;
+        // The layout before schema 3: a contact's records filed under its
+        // id in the clear, kept records under no generation, with
+        // lower-case letters.
+        for (s, other) in [(&a, &bob_id), (&b, &alice_id)] {
+            let key = s.hot.store_key();
+            let mut ops = Vec::new();
+            for (k, v) in everything(s) {
+                let old = match k[0] {
+                    b'C' | b'S' | b'P' | b'M' | b'Q' | b'X' => {
+                        assert_eq!(&k[1..33], &locator(&key, other)[..]);
+                        [&[k[0].to_ascii_lowercase()][..], &other.0, &k[33..]].concat()
+                    }
+                    _ => [&[k[0].to_ascii_lowercase()][..], &k[5..]].concat(),
+                };
+                ops.push(Op::Delete(CF_MESSAGES, k.clone()));
+                if k[0] == b'Q' {
+                    ops.push(Op::Put(CF_MESSAGES, old, Vec::new()));
+                    continue;
+                }
+                let plain = secrets::open(&key, &k, &v).unwrap();
+                let plain = match k[0] {
+                    b'C' => plain[32..].to_vec(),
+                    b'E' => [&b"r"[..], &plain[5..]].concat(),
+                    _ => plain.to_vec(),
+                };
+                let sealed = secrets::seal(&key, &old, &plain).unwrap();
+                ops.push(Op::Put(CF_MESSAGES, old, sealed));
             }
-            assert_eq!(&k[1..33], &loc[..]);
-            let old = [&[k[0].to_ascii_lowercase()][..], &bob_id.0, &k[33..]].concat();
-            ops.push(Op::Delete(CF_MESSAGES, k.clone()));
-            if k[0] == b'Q' {
-                ops.push(Op::Put(CF_MESSAGES, old, Vec::new()));
-                continue;
-            }
-            let plain = secrets::open(&key, &k, &v).unwrap();
-            let plain = if k[0] == b'C' {
-                plain[32..].to_vec()
-            } else {
-                plain.to_vec()
-            };
-            ops.push(Op::Put(
-                CF_MESSAGES,
-                old.clone(),
-                secrets::seal(&key, &old, &plain).unwrap(),
-            ));
+            s.store.write(ops, true).unwrap();
+            assert!(everything(s).iter().any(|(k, _)| k[1..33] == other.0));
         }
-        a.store.write(ops, true).unwrap();
-        assert!(everything(&a).iter().any(|(k, _)| k[1..33] == bob_id.0));
-        // Opened, the conversation is what it was, and the ids are gone.
+        // Opened, the conversations are what they were, and the ids are gone.
         let alice = convs(&a, b"alice-node");
-        assert_eq!(alice.history(None, usize::MAX).unwrap(), before);
-        assert_eq!(alice.outbox_len(), outbox);
-        assert!(everything(&a)
-            .iter()
-            .all(|(k, _)| !k.windows(32).any(|w| w == bob_id.0)));
+        let mut bob = convs(&b, b"bob-node");
+        assert_eq!(
+            (alice.history(None, usize::MAX).unwrap(), alice.outbox_len()),
+            before
+        );
+        assert_eq!(bob.history(None, usize::MAX).unwrap(), bob_before);
+        for (s, other) in [(&a, &bob_id), (&b, &alice_id)] {
+            assert!(everything(s)
+                .iter()
+                .all(|(k, _)| !k.windows(32).any(|w| w == other.0)));
+        }
+        // Copies of Alice's texts are still recognised: their receipts again.
+        let kept = everything(&b);
+        let (r, again) = bob.receive(&envelopes(&out), NOW + 2).unwrap();
+        assert!(r.iter().all(|r| *r == Received::Taken));
+        assert_eq!(everything(&b), kept);
+        let messages = |o: &[Outgoing]| -> Vec<Vec<u8>> {
+            o.iter().map(|o| o.envelope[32..].to_vec()).collect()
+        };
+        assert_eq!(messages(&again), messages(&receipt));
+    }
+
+    #[test]
+    fn records_that_recognise_copies_are_forgotten_two_generations_on() {
+        let (_a, b, mut alice, mut bob) = pair();
+        let out = alice.due(NOW + 1).unwrap();
+        bob.receive(&envelopes(&out), NOW + 1).unwrap();
+        let kept = |s: &Side| {
+            everything(s)
+                .iter()
+                .filter(|(k, _)| b"ERA".contains(&k[0]))
+                .count()
+        };
+        assert!(
+            kept(&b) >= 3,
+            "a text's, its receipt's and the first message's"
+        );
+        // In the next generation they are still looked for: a copy gets its
+        // receipt again, and nothing is forgotten.
+        let next = (u64::from(generation(NOW)) + 1) * MESSAGE_TTL + 10;
+        assert_eq!(bob.forget_kept(next).unwrap(), 0);
+        let before = everything(&b);
+        let (r, again) = bob.receive(&envelopes(&out), next).unwrap();
+        assert_eq!(r, [Received::Taken]);
+        assert_eq!(again.len(), 1);
+        assert_eq!(everything(&b), before);
+        // Replayed at once, the copy gets no receipt: not an amplifier.
+        let (_, none) = bob.receive(&envelopes(&out), next + 1).unwrap();
+        assert!(none.is_empty());
+        let (_, later) = bob.receive(&envelopes(&out), next + RESEND_GAP).unwrap();
+        assert_eq!(envelopes(&later)[0][32..], envelopes(&again)[0][32..]);
+        // A generation later they are forgotten, a page at a time.
+        let after = next + MESSAGE_TTL;
+        let n = kept(&b);
+        assert_eq!(bob.forget_kept(after).unwrap(), n);
+        assert_eq!(kept(&b), 0);
+        assert_eq!(bob.forget_kept(after).unwrap(), 0);
     }
 
     #[test]

@@ -310,6 +310,17 @@ pub fn start(
                     if forgotten > 0 {
                         info!(forgotten, "expired envelopes forgotten");
                     }
+                    // The records that recognise copies, once no copy can come.
+                    loop {
+                        match lend(&mut st.convs, |c| c.forget_kept(unix_now())).await {
+                            Some(Ok(n)) if n == crate::conversation::FORGET_PAGE => {}
+                            Some(Err(e)) => {
+                                warn!("cannot forget old records: {e}");
+                                break;
+                            }
+                            _ => break,
+                        }
+                    }
                 }
                 ask = asks.recv() => match ask {
                     Some(a) => st.ask(a).await,

@@ -269,7 +269,7 @@ pub async fn start(
         };
         let convs = match (hot, &own_state) {
             (Some(hot), Some(state)) => Some(
-                crate::conversation::Conversations::open(s, hot, state, reach)
+                crate::conversation::Conversations::open(s, hot, state, reach, unix_now())
                     .map_err(|e| e.to_string())?,
             ),
             _ => None,
