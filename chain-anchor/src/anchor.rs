@@ -805,7 +805,9 @@ pub fn own_seal<C: CanVerify>(
 /// view): input 0 spends the previous seal through its next-key leaf, signed
 /// with `key` (the rotation's signing key, which only the seed gives);
 /// output 0 is the new seal and holds the previous seal's value less `fee`.
-/// One input and one output: 137 vB. RBF is signalled.
+/// One input and one output: 137 vB. RBF is signalled. (A rotation that
+/// tops the seal up from a wallet adds inputs and a change output after
+/// these, and signs input 0 with [`sign_seal_spend`].)
 pub fn rotation_tx(
     prev: &Anchor,
     prev_seal: &Seal,
@@ -813,7 +815,6 @@ pub fn rotation_tx(
     new_seal: &Seal,
     fee: Amount,
 ) -> Result<Transaction, BuildError> {
-    let secp = Secp256k1::new();
     let prev_out = prev
         .tx
         .output
@@ -828,10 +829,6 @@ pub fn rotation_tx(
             have: prev_out.value,
             fee,
         })?;
-    let control = prev_seal
-        .control_block(&secp, &key.public())
-        .map_err(|_| BuildError::WrongKey)?;
-    let script = next_key_script(&key.public());
     let mut tx = Transaction {
         version: bitcoin::transaction::Version::TWO,
         lock_time: bitcoin::absolute::LockTime::ZERO,
@@ -846,22 +843,41 @@ pub fn rotation_tx(
             script_pubkey: new_seal.script_pubkey(),
         }],
     };
+    tx.input[0].witness = sign_seal_spend(&tx, &[prev_out], prev_seal, key)?;
+    Ok(tx)
+}
+
+/// The witness of input 0 of `tx`, which spends `prev_seal` through its
+/// next-key leaf: a BIP341 script-path signature by `key` (SIGHASH_DEFAULT,
+/// committing to every input and output), the leaf script and the control
+/// block. `prevouts` are the outputs every input of `tx` spends, in order.
+pub fn sign_seal_spend(
+    tx: &Transaction,
+    prevouts: &[bitcoin::TxOut],
+    prev_seal: &Seal,
+    key: &SigningKey,
+) -> Result<bitcoin::Witness, BuildError> {
+    let secp = Secp256k1::new();
+    let control = prev_seal
+        .control_block(&secp, &key.public())
+        .map_err(|_| BuildError::WrongKey)?;
+    let script = next_key_script(&key.public());
     let leaf = TapLeafHash::from_script(&script, LeafVersion::TapScript);
-    let sighash = bitcoin::sighash::SighashCache::new(&tx)
+    let sighash = bitcoin::sighash::SighashCache::new(tx)
         .taproot_script_spend_signature_hash(
             0,
-            &bitcoin::sighash::Prevouts::All(&[prev_out]),
+            &bitcoin::sighash::Prevouts::All(prevouts),
             leaf,
             bitcoin::TapSighashType::Default,
         )
         .map_err(|e| BuildError::Sighash(e.to_string()))?;
     let msg = Message::from_digest(sighash.to_byte_array());
     let sig = secp.sign_schnorr_no_aux_rand(&msg, key.keypair());
-    let w = &mut tx.input[0].witness;
+    let mut w = bitcoin::Witness::new();
     w.push(sig.as_ref());
     w.push(script.as_bytes());
     w.push(control.serialize());
-    Ok(tx)
+    Ok(w)
 }
 
 #[cfg(test)]

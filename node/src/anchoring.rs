@@ -5,8 +5,10 @@
 //! `cairn_chain_anchor::anchor`; this module does the I/O around it.
 
 use bitcoin::secp256k1::Secp256k1;
-use bitcoin::Amount;
-use cairn_chain_anchor::anchor::{holds_seal, own_seal, rotation_tx, seal_spend_input};
+use bitcoin::{Amount, Transaction};
+use cairn_chain_anchor::anchor::{
+    holds_seal, own_seal, rotation_tx, seal_spend_input, sign_seal_spend, BuildError,
+};
 use cairn_chain_anchor::sealed::{seal_rotation, SealedRotation, FUTURE_ROTATIONS};
 use cairn_chain_anchor::source::{ChainSource, SourceError};
 use cairn_chain_anchor::spv::{self, SpvError};
@@ -199,21 +201,28 @@ pub struct RotationPlan {
     pub anchors: Vec<Anchor>,
     /// The sealed events of the rotations after the new one.
     pub sealed: Vec<SealedRotation>,
-    /// The fee the seal spend pays.
+    /// The fee the rotation pays.
     pub fee: Amount,
+    /// What the new seal holds.
+    pub seal_value: Amount,
+    /// Whether the funding wallet topped the seal up (and paid the fee).
+    pub topped_up: bool,
 }
 
-/// Builds the next rotation of the node's identity: the rotation event, the
-/// transaction that spends the current seal with the new signing key (which
-/// only the seed gives) and creates the new seal, paying the fee from the
-/// seal's value, and the sealed events that let contacts follow later
-/// rotations from the chain.
-pub fn build_rotation(
+/// What a rotation spends and creates.
+struct RotationParts {
+    index: u32,
+    event: cairn_wallet::SignedEvent,
+    key: cairn_wallet::keys::SigningKey,
+    prev_seal: Seal,
+    new_seal: Seal,
+}
+
+fn rotation_parts(
     master: &MasterKey,
     own: &OwnIdentity,
-    anchors: Vec<Anchor>,
-    fee_rate: bitcoin::FeeRate,
-) -> Result<RotationPlan, AnchorError> {
+    anchors: &[Anchor],
+) -> Result<RotationParts, AnchorError> {
     let state = &own.state;
     let current = state.current();
     if anchors.is_empty() {
@@ -229,30 +238,121 @@ pub fn build_rotation(
     let secp = Secp256k1::verification_only();
     let prev_seal = own_seal(&secp, current, &key.public())?;
     let new_seal = Seal::new(&secp, event.digest(), &next.public())?;
-    let prev = &anchors[anchors.len() - 1];
-    // The fee depends on the size, which does not depend on the fee: build
-    // once to measure, then with the fee for that size.
-    let probe = rotation_tx(prev, &prev_seal, &key, &new_seal, Amount::ZERO)?;
-    let fee = fee_rate
-        .fee_vb(probe.vsize() as u64)
-        .ok_or(AnchorError::FeeOverflow)?;
-    let tx = rotation_tx(prev, &prev_seal, &key, &new_seal, fee)?;
+    Ok(RotationParts {
+        index,
+        event,
+        key,
+        prev_seal,
+        new_seal,
+    })
+}
+
+fn rotation_plan(
+    master: &MasterKey,
+    own: &OwnIdentity,
+    mut anchors: Vec<Anchor>,
+    parts: RotationParts,
+    tx: Transaction,
+    fee: Amount,
+) -> Result<RotationPlan, AnchorError> {
+    let seal_value = tx.output[cairn_chain_anchor::anchor::SEAL_VOUT as usize].value;
+    let topped_up = tx.input.len() > 1;
     let mut log = own.log.clone();
-    log.push(event);
-    let mut anchors = anchors;
+    log.push(parts.event);
     anchors.push(Anchor {
-        next_leaf: new_seal.next_leaf,
+        next_leaf: parts.new_seal.next_leaf,
         tx,
         proof: None,
         attestation: None,
     });
     Ok(RotationPlan {
-        index,
+        index: parts.index,
         log,
         anchors,
-        sealed: future_rotations(master, &state.id, index)?,
+        sealed: future_rotations(master, &own.state.id, parts.index)?,
         fee,
+        seal_value,
+        topped_up,
     })
+}
+
+/// Builds the next rotation of the node's identity: the rotation event, the
+/// transaction that spends the current seal with the new signing key (which
+/// only the seed gives) and creates the new seal, paying the fee from the
+/// seal's value, and the sealed events that let contacts follow later
+/// rotations from the chain.
+pub fn build_rotation(
+    master: &MasterKey,
+    own: &OwnIdentity,
+    anchors: Vec<Anchor>,
+    fee_rate: bitcoin::FeeRate,
+) -> Result<RotationPlan, AnchorError> {
+    let parts = rotation_parts(master, own, &anchors)?;
+    let prev = &anchors[anchors.len() - 1];
+    // The fee depends on the size, which does not depend on the fee: build
+    // once to measure, then with the fee for that size.
+    let probe = rotation_tx(
+        prev,
+        &parts.prev_seal,
+        &parts.key,
+        &parts.new_seal,
+        Amount::ZERO,
+    )?;
+    let fee = fee_rate
+        .fee_vb(probe.vsize() as u64)
+        .ok_or(AnchorError::FeeOverflow)?;
+    let tx = rotation_tx(prev, &parts.prev_seal, &parts.key, &parts.new_seal, fee)?;
+    rotation_plan(master, own, anchors, parts, tx, fee)
+}
+
+/// Whether a rotation whose new seal would hold `value` (`None`: the seal
+/// cannot pay the fee) should top the seal up from the funding wallet:
+/// when less than half of [`DEFAULT_SEAL_VALUE`] would be left, so that
+/// the seal can still pay for a rotation when fees are high.
+pub fn wants_top_up(value: Option<Amount>) -> bool {
+    value.is_none_or(|v| v < DEFAULT_SEAL_VALUE / 2)
+}
+
+/// Like [`build_rotation`], with the funding wallet's coins as further
+/// inputs: the new seal holds `value` (and a change output follows it), the
+/// wallet pays the fee. Input 0 and output 0 are where a rotation's are, so
+/// verifiers see no difference.
+pub fn build_topped_rotation(
+    funds: &mut Funds<'_>,
+    master: &MasterKey,
+    own: &OwnIdentity,
+    anchors: Vec<Anchor>,
+    fee_rate: bitcoin::FeeRate,
+    value: Amount,
+) -> Result<RotationPlan, AnchorError> {
+    let parts = rotation_parts(master, own, &anchors)?;
+    let prev = &anchors[anchors.len() - 1];
+    let prev_out = prev
+        .tx
+        .output
+        .get(cairn_chain_anchor::anchor::SEAL_VOUT as usize)
+        .ok_or(BuildError::NoSealOutput)?
+        .clone();
+    // The seal spend's witness has the same size whatever it signs.
+    let probe = rotation_tx(
+        prev,
+        &parts.prev_seal,
+        &parts.key,
+        &parts.new_seal,
+        Amount::ZERO,
+    )?;
+    let witness = bitcoin::Weight::from_wu(probe.input[0].witness.size() as u64);
+    let (prev_seal, key) = (&parts.prev_seal, &parts.key);
+    let (tx, fee) = funds.build_seal_rotation(
+        (prev.seal_outpoint(), prev_out),
+        witness,
+        &parts.new_seal.script_pubkey(),
+        value,
+        fee_rate,
+        master,
+        |tx, prevouts| sign_seal_spend(tx, prevouts, prev_seal, key).map_err(|e| e.to_string()),
+    )?;
+    rotation_plan(master, own, anchors, parts, tx, fee)
 }
 
 /// Where an anchor stands in the validated chain.

@@ -425,6 +425,82 @@ impl<'a> Funds<'a> {
         Ok(tx)
     }
 
+    /// A transaction that spends `seal` (a foreign output, as input 0) and
+    /// pays `amount` to the new seal `script` (output 0), with the wallet's
+    /// coins making up the rest and the fee at `fee_rate`; change follows.
+    /// `sign_seal` gives input 0's witness, from the unsigned transaction
+    /// and the outputs its inputs spend; the wallet signs the rest with the
+    /// keys of `master`. `seal_witness` is the size of that witness (for
+    /// the fee). Returns the transaction and its fee.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build_seal_rotation(
+        &mut self,
+        seal: (bitcoin::OutPoint, bitcoin::TxOut),
+        seal_witness: bitcoin::Weight,
+        script: &ScriptBuf,
+        amount: Amount,
+        fee_rate: FeeRate,
+        master: &MasterKey,
+        sign_seal: impl FnOnce(&Transaction, &[bitcoin::TxOut]) -> Result<bitcoin::Witness, String>,
+    ) -> Result<(Transaction, Amount), FundsError> {
+        self.check_seed(master)?;
+        let (outpoint, prev_out) = seal;
+        let input = bitcoin::psbt::Input {
+            witness_utxo: Some(prev_out),
+            ..Default::default()
+        };
+        let mut builder = self.wallet.build_tx();
+        builder
+            .add_foreign_utxo_with_sequence(
+                outpoint,
+                input,
+                seal_witness,
+                bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
+            )
+            .map_err(|e| FundsError::Build(e.to_string()))?
+            .add_recipient(script.clone(), amount)
+            .fee_rate(fee_rate)
+            .ordering(TxOrdering::Untouched);
+        let mut psbt = builder
+            .finish()
+            .map_err(|e| FundsError::Build(e.to_string()))?;
+        let tx = &psbt.unsigned_tx;
+        if tx.input.first().map(|i| i.previous_output) != Some(outpoint)
+            || !cairn_chain_anchor::anchor::holds_seal(tx, script)
+        {
+            return Err(FundsError::Build(
+                "the seal spend is not input 0, or the new seal not output 0".into(),
+            ));
+        }
+        let prevouts = psbt
+            .inputs
+            .iter()
+            .map(|i| i.witness_utxo.clone())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| FundsError::Build("an input without its output".into()))?;
+        let witness = sign_seal(tx, &prevouts).map_err(FundsError::Sign)?;
+        psbt.inputs[0].final_script_witness = Some(witness);
+        master
+            .sign_psbt(&mut psbt)
+            .map_err(|e| FundsError::Sign(e.to_string()))?;
+        let done = self
+            .wallet
+            .finalize_psbt(&mut psbt, SignOptions::default())
+            .map_err(|e| FundsError::Sign(e.to_string()))?;
+        if !done {
+            return Err(FundsError::Sign("inputs left unsigned".into()));
+        }
+        let spent: Amount = prevouts.iter().map(|o| o.value).sum();
+        let tx = psbt
+            .extract_tx()
+            .map_err(|e| FundsError::Sign(e.to_string()))?;
+        let paid: Amount = tx.output.iter().map(|o| o.value).sum();
+        let fee = spent
+            .checked_sub(paid)
+            .ok_or_else(|| FundsError::Build("outputs above inputs".into()))?;
+        Ok((tx, fee))
+    }
+
     fn build_to(
         &mut self,
         script: &ScriptBuf,

@@ -366,12 +366,24 @@ fn the_funding_wallet_pays_and_anchors_the_identity_through_the_cli() {
 
     // `cairn rotate` with the seed from the keystore, mined while it waits;
     // Bob's node follows the rotation from the chain alone, and says so.
-    let rotating = spawn_with(&dir, &["--json", "rotate", "--fee-rate", "2"], PASS);
+    // At 40 sat/vB the seal (10,000 sat) would keep less than half, so the
+    // funding wallet tops it up and pays the fee: more inputs and a change
+    // output, input 0 and output 0 where a rotation's always are.
+    let rotating = spawn_with(&dir, &["--json", "rotate", "--fee-rate", "40"], PASS);
     wait_for_mempool(&rpc);
-    rpc.generate_to_address(1, &miner.address()).unwrap();
+    let block = rpc.generate_to_address(1, &miner.address()).unwrap()[0];
     let r = ok_json(&finish_within(rotating, 120));
     assert_eq!(r["rotation_index"], 1);
     assert_eq!(r["anchored"], true);
+    let mined = rpc.block(&block).unwrap();
+    let spend = mined
+        .txdata
+        .iter()
+        .find(|t| t.input[0].previous_output.to_string() == seal)
+        .expect("the rotation spends the seal as its input 0");
+    assert!(spend.input.len() >= 2, "{spend:?}");
+    assert_eq!(spend.output.len(), 2);
+    assert_eq!(spend.output[0].value, Amount::from_sat(10_000));
     let id1 = ok_json(&cairn(&dir, &["id", "--json"]));
     assert_eq!(id1["rotation_index"], 1);
     assert_ne!(id1["signing_key"], id["signing_key"]);

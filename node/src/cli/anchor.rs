@@ -231,7 +231,37 @@ pub fn rotate(
             })?;
             MasterKey::new(&secrets.seed)
         };
-        let plan = anchoring::build_rotation(&master, &own, anchors, rate)?;
+        let plain = anchoring::build_rotation(&master, &own, anchors.clone(), rate);
+        let seal_left = plain.as_ref().ok().map(|p| p.seal_value);
+        let (plan, mut wallet) = if anchoring::wants_top_up(seal_left) {
+            // The seal runs low (or cannot pay at all): the funding wallet
+            // tops it up and pays the fee, if it can.
+            let mut wallet = wallet::open(ctx, &store, &own, &settings)?;
+            wallet::sync(out, &store, &settings, &mut wallet)?;
+            let topped = anchoring::build_topped_rotation(
+                &mut wallet,
+                &master,
+                &own,
+                anchors,
+                rate,
+                DEFAULT_SEAL_VALUE,
+            );
+            match (topped, plain) {
+                (Ok(p), _) => (p, Some(wallet)),
+                (Err(e), Ok(p)) => {
+                    out.line(&format!(
+                        "The funding wallet cannot top the seal up ({e}); the seal pays this rotation and keeps {}.",
+                        p.seal_value
+                    ));
+                    (p, None)
+                }
+                (Err(e), Err(seal)) => bail!(
+                    "the seal cannot pay this rotation ({seal}), and the funding wallet cannot top it up ({e}); fund it (`cairn wallet address`) and run `cairn rotate` again"
+                ),
+            }
+        } else {
+            (plain?, None)
+        };
         // The new event, its anchor and the next sealed events first, then
         // the hot keys of the new rotation, then the broadcast: a node that
         // stops midway resumes with `cairn rotate`.
@@ -239,12 +269,25 @@ pub fn rotate(
         identity::write_hot_keys(&ctx.dir, &master, plan.index, &pass, Default::default())?;
         drop(master);
         let tx = &plan.anchors[plan.anchors.len() - 1].tx;
-        let txid = source
-            .broadcast(tx)
-            .with_context(|| format!("broadcasting the rotation through {} (it is stored: `cairn rotate` again sends it)", source.describe()))?;
+        let sent = match &mut wallet {
+            // The wallet records the transaction, so its coins are not spent twice.
+            Some(w) => w
+                .broadcast(&source, tx.clone(), unix_now())
+                .map_err(anyhow::Error::from),
+            None => source.broadcast(tx).map_err(anyhow::Error::from),
+        };
+        let txid = sent.with_context(|| format!("broadcasting the rotation through {} (it is stored: `cairn rotate` again sends it)", source.describe()))?;
         if !out.json {
+            let paid = if plan.topped_up {
+                format!(
+                    "the funding wallet topped the seal up to {}",
+                    plan.seal_value
+                )
+            } else {
+                format!("paid from the seal, which keeps {}", plan.seal_value)
+            };
             out.line(&format!(
-                "Rotated to rotation {}: transaction {txid}, {} vB, fee {} from the seal.",
+                "Rotated to rotation {}: transaction {txid}, {} vB, fee {} ({paid}).",
                 plan.index,
                 tx.vsize(),
                 plan.fee

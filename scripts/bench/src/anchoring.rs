@@ -109,20 +109,40 @@ fn main() {
     )
     .expect("publish");
     c.generate_to_address(1, &miner.address()).expect("mine");
-    drop(funds);
 
-    // Ten rotations, one block each.
+    // Ten rotations, one block each; the last tops the seal up from the
+    // funding wallet.
     let mut rotation_vb = Vec::new();
-    for _ in 0..ROTATIONS {
+    let mut topped_vb = 0;
+    for i in 0..ROTATIONS {
         sync(&mut chain, &source, &store);
         anchoring::refresh_stored(&store, NET, &own.state.id, &chain, &source).expect("refresh");
         let anchors = store.anchors(NET, &own.state.id).expect("anchors");
-        let plan = anchoring::build_rotation(&master, &own, anchors, rate).expect("rotation");
+        let plan = if i + 1 < ROTATIONS {
+            anchoring::build_rotation(&master, &own, anchors, rate).expect("rotation")
+        } else {
+            funds
+                .scan(&chain, &source, None, &mut |_, _| {})
+                .expect("scan");
+            anchoring::build_topped_rotation(
+                &mut funds,
+                &master,
+                &own,
+                anchors,
+                rate,
+                DEFAULT_SEAL_VALUE,
+            )
+            .expect("topped-up rotation")
+        };
         store
             .put_own_bundle(NET, &own.state.id, &plan.log, &plan.anchors, &plan.sealed)
             .expect("store");
         let tx = &plan.anchors.last().expect("anchor").tx;
-        rotation_vb.push(tx.vsize());
+        if plan.topped_up {
+            topped_vb = tx.vsize();
+        } else {
+            rotation_vb.push(tx.vsize());
+        }
         source.broadcast(tx).expect("broadcast");
         c.generate_to_address(1, &miner.address()).expect("mine");
         own = OwnIdentity {
@@ -207,6 +227,7 @@ fn main() {
         "  rotation (seal in, seal out)           {max_rot:>5} vB   (goal <= 140: {})",
         if max_rot <= 140 { "met" } else { "NOT met" }
     );
+    println!("  rotation topped up from the wallet     {topped_vb:>5} vB   (seal and wallet in; seal and change out)");
     println!();
     println!("verification of a {ROTATIONS}-rotation bundle (11 events, 11 anchors and proofs)");
     println!("  bundle verification     {logs_per_s:>10.0} logs/s");
