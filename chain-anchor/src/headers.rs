@@ -289,6 +289,11 @@ pub enum RestoreError {
     WrongGenesis,
 }
 
+/// Most headers [`HeaderChain::reserve`] makes room for at once (the
+/// source says how far its tip is, and a source can lie): about the
+/// mainnet chain's length for years to come.
+pub const MAX_RESERVE: usize = 1_500_000;
+
 /// A validated header chain with its side branches.
 ///
 /// The best chain is a vector by height with a hash → height index; side
@@ -709,6 +714,17 @@ impl HeaderChain {
     /// The best tip.
     pub fn tip(&self) -> &HeaderEntry {
         &self.best[self.best.len() - 1]
+    }
+
+    /// Makes room for `additional` more headers on the best chain (at most
+    /// [`MAX_RESERVE`]), so that a long sync grows the chain in one
+    /// allocation rather than by doubling (which copies the whole chain and
+    /// briefly holds it twice). A sync calls it with the distance to the
+    /// source's tip.
+    pub fn reserve(&mut self, additional: u32) {
+        let n = (additional as usize).min(MAX_RESERVE);
+        self.best.reserve_exact(n);
+        self.best_index.reserve(n);
     }
 
     /// Height of the best tip.

@@ -131,6 +131,7 @@ pub fn sync_headers<E: std::error::Error + 'static>(
                 theirs.last().copied().unwrap_or(target_hash),
             ));
         };
+        chain.reserve((target + 1).saturating_sub(from));
         while from <= target {
             let count = (SYNC_BATCH - from % SYNC_BATCH).min(target - from + 1);
             let heights: Vec<u32> = (from..from + count).collect();

@@ -118,6 +118,8 @@ fn main() {
         let m = N as f64
             / secs(&mut || {
                 chain = HeaderChain::new(params.clone());
+                // As the sync loop does, knowing the source's tip.
+                chain.reserve(N as u32);
                 for batch in &batches {
                     black_box(chain.connect(batch, NOW).expect("valid headers"));
                 }
@@ -131,6 +133,8 @@ fn main() {
         let st = N as f64
             / secs(&mut || {
                 chain = HeaderChain::new(params.clone());
+                // As the sync loop does, knowing the source's tip.
+                chain.reserve(N as u32);
                 for batch in &batches {
                     let u = chain.connect(batch, NOW).expect("valid headers");
                     store.apply_chain_update(&u, &chain).expect("write");
