@@ -233,7 +233,9 @@ pub fn get(
     id: &IdentityId,
 ) -> Result<Option<Contact>, StoreError> {
     let loc = key.locator(id);
-    for k in [&loc, &id.0] {
+    // Sealed: under the locator, or still in the clear under the id.
+    let places: &[&[u8; 32]] = if loc == id.0 { &[&loc] } else { &[&loc, &id.0] };
+    for k in places.iter().copied() {
         if let Some(v) = store.get(CF_CONTACTS, k)? {
             let c = open_entry(key, k, &v)?;
             if c.id != *id {

@@ -260,14 +260,27 @@ impl Store {
         id: &IdentityId,
         log: &KeyEventLog,
     ) -> Result<(), StoreError> {
+        self.delete_log(batch, id);
         let cf = self.cf(CF_KEL);
-        let mut end = id.0.to_vec();
-        end.extend_from_slice(&[0xff; 5]);
-        batch.delete_range_cf(cf, &id.0[..], &end[..]);
         for (i, e) in log.events().iter().enumerate() {
             batch.put_cf(cf, kel_key(id, i as u32), e.encode());
         }
         Ok(())
+    }
+
+    /// Deletes `id`'s log in `batch`.
+    fn delete_log(&self, batch: &mut WriteBatch, id: &IdentityId) {
+        let mut end = id.0.to_vec();
+        end.extend_from_slice(&[0xff; 5]);
+        batch.delete_range_cf(self.cf(CF_KEL), &id.0[..], &end[..]);
+    }
+
+    /// Deletes `id`'s entries of the anchor space `space` (a network's
+    /// name, or the sealed rotations') in `batch`.
+    fn delete_space(&self, batch: &mut WriteBatch, space: &str, id: &IdentityId) {
+        let cf = self.cf(CF_ANCHORS);
+        batch.delete_range_cf(cf, space_key(space, id, 0), space_key(space, id, u32::MAX));
+        batch.delete_cf(cf, space_key(space, id, u32::MAX));
     }
 
     /// The stored key event log of `id` (not re-verified).
@@ -427,25 +440,10 @@ impl Store {
                     bundle.genesis = ChainParams::new(network).genesis_hash();
                     bundle.anchors = anchors;
                 }
-                let cf = self.cf(CF_ANCHORS);
-                let space = network.core_chain_name();
-                batch.delete_range_cf(
-                    cf,
-                    space_key(space, &id, 0),
-                    space_key(space, &id, u32::MAX),
-                );
-                batch.delete_cf(cf, space_key(space, &id, u32::MAX));
+                self.delete_space(&mut batch, network.core_chain_name(), &id);
             }
-            let cf = self.cf(CF_ANCHORS);
-            batch.delete_range_cf(
-                cf,
-                space_key(SEALED_SPACE, &id, 0),
-                space_key(SEALED_SPACE, &id, u32::MAX),
-            );
-            batch.delete_cf(cf, space_key(SEALED_SPACE, &id, u32::MAX));
-            let mut end = id.0.to_vec();
-            end.extend_from_slice(&[0xff; 5]);
-            batch.delete_range_cf(self.cf(CF_KEL), &id.0[..], &end[..]);
+            self.delete_space(&mut batch, SEALED_SPACE, &id);
+            self.delete_log(&mut batch, &id);
             let (k, v) = crate::contact_book::clear_entry(&crate::contact_book::Contact {
                 id,
                 record,
@@ -661,8 +659,7 @@ impl Store {
         self.log_into_batch(batch, id, log)?;
         let cf = self.cf(CF_ANCHORS);
         for space in [network.core_chain_name(), SEALED_SPACE] {
-            batch.delete_range_cf(cf, space_key(space, id, 0), space_key(space, id, u32::MAX));
-            batch.delete_cf(cf, space_key(space, id, u32::MAX));
+            self.delete_space(batch, space, id);
         }
         for (i, a) in anchors.iter().enumerate() {
             batch.put_cf(cf, anchor_key(network, id, i as u32), a.encode());
