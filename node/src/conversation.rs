@@ -912,7 +912,10 @@ impl Conversations {
                     continue;
                 }
                 Ok(Try::Wait) => {}
-                Err(e) => tracing::warn!(contact = %id, seq, "cannot prepare a message: {e}"),
+                Err(e) => {
+                    tracing::warn!(seq, "cannot prepare a message to a contact");
+                    tracing::debug!(contact = %id, seq, "cannot prepare a message: {e}");
+                }
             }
             m.tries += 1;
             m.next_try = now + backoff(m.tries);
@@ -1005,7 +1008,8 @@ impl Conversations {
                 Ok(m) => m,
                 Err(err) => {
                     // An exhausted session: the next try starts anew.
-                    tracing::warn!(contact = %id, "session cannot send: {err}");
+                    tracing::warn!("a session with a contact cannot send");
+                    tracing::debug!(contact = %id, "session cannot send: {err}");
                     conv.sessions.remove(&n);
                     ops.push(Op::Delete(CF_MESSAGES, key_s(&self.key, &id, n)));
                     return Ok(Try::Wait);
@@ -1034,7 +1038,7 @@ impl Conversations {
             .filter(|p| p.2 > now)
             .max_by_key(|p| p.2)
         else {
-            tracing::warn!(contact = %id, "the contact publishes no valid prekey yet");
+            tracing::debug!(contact = %id, "the contact publishes no valid prekey yet");
             return Ok(Try::Wait);
         };
         let peer = PeerIdentity {

@@ -20,7 +20,7 @@ use cairn_chain_anchor::{Bundle, ChainNetwork, ChainSource, HeaderChain, RpcSour
 use cairn_wallet::IdentityId;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::api::{self, ApiContext, ApiError};
 use crate::chain::{self, unix_now};
@@ -319,7 +319,8 @@ impl Round {
                 );
                 let ok = added.is_ok();
                 if let Ok(a) = &added {
-                    info!("contact {} added through the API", a.id);
+                    info!("a contact added through the API");
+                    debug!("contact {} added through the API", a.id);
                 }
                 let _ = reply.send(added.map_err(CommandError::from));
                 if ok {
@@ -371,7 +372,17 @@ impl Round {
         self.view.last_check = Some(unix_now());
         self.view.events = self.watcher.events().cloned().collect();
         for e in self.view.events.iter().filter(|e| e.seq > seen_before) {
-            info!(seq = e.seq, "{}", e.message);
+            // The log names no contact unless asked for debug output; the
+            // events themselves are for the node's own clients (the API).
+            if e.own || e.identity.is_none() {
+                info!(seq = e.seq, "{}", e.message);
+            } else {
+                info!(
+                    seq = e.seq,
+                    "an event about a contact (`cairn node events`)"
+                );
+                debug!(seq = e.seq, "{}", e.message);
+            }
         }
         result
     }

@@ -412,7 +412,8 @@ fn contact_announced(
     ) {
         return;
     }
-    info!(%id, %from, "a contact's newer record was announced");
+    info!("a contact's newer record was announced");
+    debug!(%id, %from, "a contact's newer record was announced");
     let (reply, _) = oneshot::channel();
     let _ = commands.try_send(Command::AddContact {
         bundle: Box::new(record.bundle),
