@@ -116,6 +116,20 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("contact entry: {what}"))
 }
 
+impl Contact {
+    /// The entry's body (before sealing): `version ‖ id ‖ added ‖ name
+    /// length ‖ name ‖ bundle`.
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        encode_body(self)
+    }
+
+    /// Decodes a body (bounded by the bundle's own limits; refuses unknown
+    /// versions, truncation and bad names).
+    pub fn decode(b: &[u8]) -> Result<Contact, StoreError> {
+        decode_body(b)
+    }
+}
+
 fn encode_body(c: &Contact) -> Zeroizing<Vec<u8>> {
     let name = c.record.name.as_deref().unwrap_or_default().as_bytes();
     let bundle = c.bundle.encode();
