@@ -89,6 +89,16 @@ pub fn open_store(dir: &DataDir) -> Result<Store, IdentityError> {
     }
 }
 
+/// The store of `dir` for a command that only reads: opened as usual, or
+/// read-only while a node runs there (the node keeps writing; this sees
+/// what was written when it opened).
+pub fn open_store_to_read(dir: &DataDir) -> Result<Store, IdentityError> {
+    match open_store(dir) {
+        Err(IdentityError::NodeRunning(_)) => Ok(Store::open_read_only(&dir.store_path())?),
+        other => other,
+    }
+}
+
 /// The identity `phrase` + `bip39_passphrase` give, without writing anything.
 pub fn preview(phrase: &SeedPhrase, bip39_passphrase: &str) -> Result<IdentityId, IdentityError> {
     let master = MasterKey::new(&phrase.to_seed(bip39_passphrase));

@@ -149,15 +149,7 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(4);
         opts.set_max_open_files(256);
-        // Open every column family on disk too, so that a store written by a
-        // newer cairn (with families this build does not know) reaches the
-        // schema check below and gets its clear error.
-        let mut names: Vec<String> = COLUMN_FAMILIES.iter().map(|n| n.to_string()).collect();
-        for n in DB::list_cf(&opts, path).unwrap_or_default() {
-            if n != "default" && !names.contains(&n) {
-                names.push(n);
-            }
-        }
+        let names = Self::family_names(&opts, path);
         let cfs = names
             .into_iter()
             .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
@@ -187,6 +179,42 @@ impl Store {
             Some(_) => {}
         }
         Ok(store)
+    }
+
+    /// Every column family this build knows, and every one on disk too, so
+    /// that a store written by a newer cairn (with families this build does
+    /// not know) reaches the schema check and gets its clear error.
+    fn family_names(opts: &Options, path: &Path) -> Vec<String> {
+        let mut names: Vec<String> = COLUMN_FAMILIES.iter().map(|n| n.to_string()).collect();
+        for n in DB::list_cf(opts, path).unwrap_or_default() {
+            if n != "default" && !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        names
+    }
+
+    /// Opens the store at `path` to read only, while another process (the
+    /// running node) holds it: what it had written when this opens is
+    /// seen, and every write fails. The schema must be this build's (the
+    /// node migrates it when it opens).
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let mut opts = Options::default();
+        opts.set_max_open_files(64);
+        let names = Self::family_names(&opts, path);
+        let db = DB::open_cf_for_read_only(&opts, path, &names, false)?;
+        let store = Store { db };
+        match store.schema_version()? {
+            Some(SCHEMA_VERSION) => Ok(store),
+            Some(v) if v > SCHEMA_VERSION => Err(StoreError::NewerSchema {
+                path: path.display().to_string(),
+                found: v,
+                supported: SCHEMA_VERSION,
+            }),
+            other => Err(StoreError::Corrupt(format!(
+                "schema version {other:?} cannot be read without migrating it; stop the node or let it migrate the store"
+            ))),
+        }
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {

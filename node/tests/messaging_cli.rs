@@ -252,6 +252,28 @@ fn alice_and_bob_chat_both_ways_and_each_message_arrives_once_in_order() {
     assert_eq!(receive(&w.alice, "bob", 1, 60), ["hi Alice"]);
     wait_states(&w.alice, "bob", 1, &["read"], 60);
 
+    // While her node runs, the commands that only read work on its store
+    // (opened read-only); those that write say that the node holds it.
+    let id = ok_json(&cairn(&w.alice.dir, &["--json", "id"]));
+    let export = ok_json(&cairn(&w.alice.dir, &["--json", "id", "export"]));
+    assert!(export["bundle"]
+        .as_str()
+        .unwrap()
+        .starts_with("cairn-bundle:"));
+    let prekeys = ok_json(&cairn(&w.alice.dir, &["--json", "prekeys"]));
+    assert!(!prekeys.as_array().unwrap().is_empty());
+    let boxes = ok_json(&cairn(&w.alice.dir, &["--json", "mailboxes"]));
+    assert_eq!(boxes["mailboxes"].as_array().unwrap().len(), 2, "{boxes}");
+    let other = ok_json(&cairn(&w.bob.dir, &["--json", "id"]));
+    let sn = cairn(
+        &w.alice.dir,
+        &["safety-number", other["id"].as_str().unwrap()],
+    );
+    assert!(sn.status.success());
+    let err = common::failure(&cairn(&w.alice.dir, &["prekeys", "refresh"]));
+    assert!(err.contains("node is running"), "{err}");
+    assert_eq!(id["rotation_index"], 0);
+
     // `cairn chat`, its lines from standard input: it shows the
     // conversation and sends each line.
     let mut chat = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))

@@ -324,7 +324,7 @@ pub fn rotate(
 /// `cairn id export [FILE]`.
 pub fn export(ctx: &Context, out: &Output, args: &BitcoinArgs, file: Option<&Path>) -> Result<()> {
     let settings = args.settings(ctx)?;
-    let (store, own) = ctx.load()?;
+    let (store, own) = ctx.load_to_read()?;
     let bundle = anchoring::own_bundle(&store, settings.network, &own)?;
     if let Some(f) = file {
         cairn_node::datadir::write_atomic(f, &bundle.encode())

@@ -65,7 +65,7 @@ pub(super) fn connect(settings: &BitcoinConfig) -> Result<RpcSource> {
 /// `cairn chain status`.
 pub fn status(ctx: &Context, out: &Output, args: &BitcoinArgs) -> Result<()> {
     let settings = args.settings(ctx)?;
-    let store = identity::open_store(&ctx.dir)?;
+    let store = identity::open_store_to_read(&ctx.dir)?;
     let chain = chain::load(&store, settings.network)?;
     let tip = chain.tip();
     // The source is optional for a status: show what the node has either way.

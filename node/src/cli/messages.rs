@@ -19,7 +19,11 @@ fn client(ctx: &Context) -> Result<ApiClient> {
 /// `cairn mailboxes [PEER_ID…]`: shows the mailbox nodes the log names, or
 /// names these (an interaction event signed with the current key).
 pub fn mailboxes(ctx: &Context, out: &Output, peers: &[String]) -> Result<()> {
-    let (store, own) = ctx.load()?;
+    let (store, own) = if peers.is_empty() {
+        ctx.load_to_read()?
+    } else {
+        ctx.load()?
+    };
     let own = if peers.is_empty() {
         own
     } else {

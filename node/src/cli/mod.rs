@@ -53,6 +53,14 @@ impl Context {
         Ok((store, own))
     }
 
+    /// As [`Context::load`], for a command that only reads: it works while
+    /// a node runs on the data directory (the store opened read-only).
+    fn load_to_read(&self) -> Result<(cairn_node::Store, OwnIdentity)> {
+        let store = identity::open_store_to_read(&self.dir)?;
+        let own = identity::load(&store, &self.dir)?;
+        Ok((store, own))
+    }
+
     /// How the store's contact book opens: under the identity's store key
     /// (so the keystore passphrase is asked for), or in the clear on a
     /// node without an identity. Contacts still in the clear are sealed.
@@ -312,7 +320,7 @@ pub fn restore(
 /// `cairn id`.
 pub fn show_id(ctx: &Context, out: &Output, args: &chain::BitcoinArgs) -> Result<()> {
     let settings = args.settings(ctx)?;
-    let (store, own) = ctx.load()?;
+    let (store, own) = ctx.load_to_read()?;
     let anchors = store.anchors(settings.network, &own.state.id)?.len();
     if out.json {
         out.json(&identity_json(&own, anchors));
@@ -325,7 +333,7 @@ pub fn show_id(ctx: &Context, out: &Output, args: &chain::BitcoinArgs) -> Result
 /// `cairn safety-number ID`.
 pub fn safety_number(ctx: &Context, out: &Output, other: &str) -> Result<()> {
     let other: IdentityId = other.parse()?;
-    let (_store, own) = ctx.load()?;
+    let (_store, own) = ctx.load_to_read()?;
     let n = own.state.id.safety_number(&other);
     if out.json {
         out.json(&json!({ "own": own.state.id, "other": other, "safety_number": n.digits() }));
@@ -338,7 +346,7 @@ pub fn safety_number(ctx: &Context, out: &Output, other: &str) -> Result<()> {
 
 /// `cairn log export FILE`.
 pub fn log_export(ctx: &Context, out: &Output, file: &Path) -> Result<()> {
-    let (_store, own) = ctx.load()?;
+    let (_store, own) = ctx.load_to_read()?;
     let bytes = own.log.encode();
     cairn_node::datadir::write_atomic(file, &bytes)
         .with_context(|| format!("cannot write {}", file.display()))?;
@@ -407,7 +415,7 @@ pub fn log_verify(out: &Output, file: &Path) -> Result<()> {
 
 /// `cairn keystore check`.
 pub fn keystore_check(ctx: &Context, out: &Output) -> Result<()> {
-    let (_store, own) = ctx.load()?;
+    let (_store, own) = ctx.load_to_read()?;
     let pass = ctx.passphrase(Purpose::Existing)?;
     let hot = identity::unlock_hot(&ctx.dir, &own, &pass)?;
     identity::unlock_seed(&ctx.dir, &own, &pass)?;
@@ -443,7 +451,7 @@ fn print_prekeys(out: &Output, list: &[cairn_node::prekeys::PrekeyView]) {
 
 /// `cairn prekeys`.
 pub fn prekeys_list(ctx: &Context, out: &Output) -> Result<()> {
-    let (store, own) = ctx.load()?;
+    let (store, own) = ctx.load_to_read()?;
     let list = cairn_node::prekeys::list(&store, &own)?;
     if out.json {
         out.json(&json!(list));
