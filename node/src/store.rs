@@ -1021,6 +1021,23 @@ mod tests {
     }
 
     #[test]
+    fn a_held_store_opens_read_only_and_refuses_writes_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = Store::open(dir.path()).unwrap();
+        held.set_identity_birthday(42).unwrap();
+        let reader = Store::open_read_only(dir.path()).unwrap();
+        assert_eq!(reader.identity_birthday().unwrap(), Some(42));
+        assert!(reader.set_identity_birthday(43).is_err());
+        assert_eq!(held.identity_birthday().unwrap(), Some(42));
+        // An older schema needs the node to migrate it first.
+        held.set_schema_version(2).unwrap();
+        assert!(matches!(
+            Store::open_read_only(dir.path()),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
     fn second_open_is_refused_while_locked() {
         let dir = tempfile::tempdir().unwrap();
         let _s = Store::open(dir.path()).unwrap();
