@@ -368,7 +368,9 @@ async fn handle(ctx: &ApiContext, method: &str, params: Value) -> Result<Value, 
             Ok(json!(added))
         }
         "contact_fetch" => contact_fetch(ctx, &params).await,
-        "send" | "messages" | "inbox" | "message_events" => messages(ctx, method, &params).await,
+        "send" | "messages" | "inbox" | "read" | "message_events" => {
+            messages(ctx, method, &params).await
+        }
         "contact_verify" => {
             let who = string_param(&params, "who")?.map(str::to_string);
             let reports = command(ctx, |reply| Command::Verify { who, reply }).await?;
@@ -466,7 +468,29 @@ async fn messages(ctx: &ApiContext, method: &str, params: &Value) -> Result<Valu
                 let limit = number_param(params, "limit", 100, MAX_MESSAGES)? as usize;
                 Ok(json!(m.history(with, limit).await.map_err(failed)?))
             }
-            "inbox" => Ok(json!(m.take_unread().await.map_err(failed)?)),
+            "inbox" => {
+                let mark = match params.get("mark_read") {
+                    None | Some(Value::Null) => true,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => {
+                        return Err(Failure(
+                            "bad_request",
+                            "\"mark_read\" must be true or false".into(),
+                        ))
+                    }
+                };
+                Ok(json!(m.unread(mark).await.map_err(failed)?))
+            }
+            "read" => {
+                let who = contact_param(ctx, params, "contact")?
+                    .ok_or_else(|| Failure("bad_request", "\"contact\" is required".into()))?;
+                if params.get("up_to").is_none() {
+                    return Err(Failure("bad_request", "\"up_to\" is required".into()));
+                }
+                let up_to = number_param(params, "up_to", 0, u64::MAX)?;
+                m.mark_read(vec![(who, up_to)]).await.map_err(failed)?;
+                Ok(json!({"contact": who, "up_to": up_to}))
+            }
             _ => {
                 let after = number_param(params, "after", 0, u64::MAX)?;
                 let wait = number_param(params, "wait", 0, MAX_EVENTS_WAIT_SECS)?;

@@ -1748,14 +1748,11 @@ impl Conversations {
         Ok(out.split_off(skip))
     }
 
-    /// Received messages not yet read, oldest first; marks them read and
-    /// returns the read receipts to send.
-    pub fn take_unread(
-        &mut self,
-        now: u64,
-    ) -> Result<(Vec<Message>, Vec<Outgoing>), ConversationError> {
+    /// Received messages not yet read, oldest first per contact: those
+    /// shown in order (see [`GAP_WAIT`]). Nothing changes: once the user
+    /// has them, [`Conversations::mark_read`] marks them read.
+    pub fn unread(&self) -> Result<Vec<Message>, ConversationError> {
         let mut unread = Vec::new();
-        let mut shown: Vec<(IdentityId, u64)> = Vec::new();
         for (id, conv) in &self.convs {
             let (from, to) = (conv.state.shown + 1, conv.state.released);
             if from > to {
@@ -1776,42 +1773,63 @@ impl Conversations {
                     unread.push(m);
                 }
             }
-            shown.push((*id, to));
         }
-        // Conversations whose state moves (written below, the rest not).
-        let mut changed: Vec<IdentityId> = Vec::new();
-        for (id, to) in shown {
-            if let Some(c) = self.convs.get_mut(&id) {
-                c.state.shown = to;
-                changed.push(id);
-            }
-        }
+        Ok(unread)
+    }
+
+    /// Marks read what each contact sent up to the number given (never past
+    /// what is shown in order), in one synced write, and returns the read
+    /// receipts to send. A receipt never says more than what has come with
+    /// no gap before it.
+    pub fn mark_read(
+        &mut self,
+        marks: &[(IdentityId, u64)],
+        now: u64,
+    ) -> Result<Vec<Outgoing>, ConversationError> {
         let mut ops = Vec::new();
-        for m in &mut unread {
-            m.state = State::Read;
-            self.put_message(&mut ops, m)?;
-        }
         let mut out = Vec::new();
-        let ids: Vec<IdentityId> = self.convs.keys().copied().collect();
-        for id in ids {
-            // Everything up to `released` has been shown now; a read receipt
-            // never says more than what has come with no gap before it.
-            let Some(st) = self.convs.get(&id).map(|c| c.state.clone()) else {
+        let mut changed: Vec<IdentityId> = Vec::new();
+        for (id, up_to) in marks {
+            let Some(st) = self.convs.get(id).map(|c| c.state.clone()) else {
                 continue;
             };
-            let up_to = st.released.min(st.contiguous);
-            if up_to > st.read_told {
-                if let Some(conv) = self.convs.get_mut(&id) {
-                    conv.state.read_told = up_to;
+            let to = (*up_to).min(st.released);
+            if to > st.shown {
+                let prefix = prefix_m(&self.key, id, Some(false));
+                for (k, v) in self.store.scan_from(
+                    CF_MESSAGES,
+                    &key_m(&self.key, id, false, st.shown + 1),
+                    &prefix,
+                    usize::MAX,
+                )? {
+                    let mut m = self.open_message(&k, &v)?;
+                    if m.seq > to {
+                        break;
+                    }
+                    if m.state == State::Received {
+                        m.state = State::Read;
+                        self.put_message(&mut ops, &m)?;
+                    }
                 }
-                if !changed.contains(&id) {
-                    changed.push(id);
+                if let Some(c) = self.convs.get_mut(id) {
+                    c.state.shown = to;
+                }
+                changed.push(*id);
+            }
+            let shown = to.max(st.shown);
+            let receipt = shown.min(st.contiguous);
+            if receipt > st.read_told {
+                if let Some(c) = self.convs.get_mut(id) {
+                    c.state.read_told = receipt;
+                }
+                if !changed.contains(id) {
+                    changed.push(*id);
                 }
                 if let Some((o, _)) = self.on_session(
-                    &id,
+                    id,
                     Body::Receipt {
                         delivered: Vec::new(),
-                        read_up_to: st.theirs(up_to),
+                        read_up_to: st.theirs(receipt),
                     },
                     now,
                     &mut ops,
@@ -1823,7 +1841,25 @@ impl Conversations {
         for id in &changed {
             self.put_conv(&mut ops, id)?;
         }
-        self.write(ops, true)?;
+        if !ops.is_empty() {
+            self.write(ops, true)?;
+        }
+        Ok(out)
+    }
+
+    /// [`Conversations::unread`], then everything shown marked read: the
+    /// messages and the read receipts to send.
+    pub fn take_unread(
+        &mut self,
+        now: u64,
+    ) -> Result<(Vec<Message>, Vec<Outgoing>), ConversationError> {
+        let unread = self.unread()?;
+        let marks: Vec<(IdentityId, u64)> = self
+            .convs
+            .iter()
+            .map(|(id, c)| (*id, c.state.released))
+            .collect();
+        let out = self.mark_read(&marks, now)?;
         Ok((unread, out))
     }
 
@@ -2212,6 +2248,42 @@ mod tests {
         assert_eq!(bob.forget_kept(after).unwrap(), n);
         assert_eq!(kept(&b), 0);
         assert_eq!(bob.forget_kept(after).unwrap(), 0);
+    }
+
+    #[test]
+    fn unread_messages_stay_unread_until_marked_and_receipts_follow_the_marks() {
+        let (a, b, mut alice, mut bob) = pair();
+        let (alice_id, bob_id) = (a.own.state.id, b.own.state.id);
+        let out = alice.due(NOW + 1).unwrap();
+        let (_, back) = bob.receive(&envelopes(&out), NOW + 1).unwrap();
+        alice.receive(&envelopes(&back), NOW + 1).unwrap();
+        // Looking changes nothing, however often.
+        let before = everything(&b);
+        let seqs =
+            |c: &Conversations| -> Vec<u64> { c.unread().unwrap().iter().map(|m| m.seq).collect() };
+        assert_eq!(seqs(&bob), [1, 2]);
+        assert_eq!(seqs(&bob), [1, 2]);
+        assert_eq!(everything(&b), before);
+        // Marked up to 1: that one is read, and the receipt says so.
+        let receipts = bob.mark_read(&[(alice_id, 1)], NOW + 2).unwrap();
+        assert_eq!(receipts.len(), 1);
+        alice.receive(&envelopes(&receipts), NOW + 2).unwrap();
+        let state = |seq| alice.message(&bob_id, true, seq).unwrap().unwrap().state;
+        assert_eq!((state(1), state(2)), (State::Read, State::Delivered));
+        assert_eq!(seqs(&bob), [2]);
+        // A mark past what came stops at what came.
+        let receipts = bob.mark_read(&[(alice_id, 99)], NOW + 3).unwrap();
+        alice.receive(&envelopes(&receipts), NOW + 3).unwrap();
+        let state = |seq| alice.message(&bob_id, true, seq).unwrap().unwrap().state;
+        assert_eq!(state(2), State::Read);
+        assert!(seqs(&bob).is_empty());
+        assert!(bob
+            .mark_read(&[(alice_id, 99)], NOW + 4)
+            .unwrap()
+            .is_empty());
+        // Read stays read after a restart.
+        drop(bob);
+        assert!(seqs(&convs(&b, b"bob-node")).is_empty());
     }
 
     #[test]

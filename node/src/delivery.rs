@@ -79,7 +79,12 @@ enum Ask {
         reply: oneshot::Sender<Result<Vec<Message>, ConversationError>>,
     },
     Unread {
+        mark: bool,
         reply: oneshot::Sender<Result<Vec<Message>, ConversationError>>,
+    },
+    MarkRead {
+        marks: Vec<(IdentityId, u64)>,
+        reply: oneshot::Sender<Result<(), ConversationError>>,
     },
     Events {
         after: u64,
@@ -145,10 +150,23 @@ impl Messenger {
             .await??)
     }
 
-    /// Received messages not yet read; they are marked read and read
-    /// receipts go to their senders.
-    pub async fn take_unread(&self) -> Result<Vec<Message>, DeliveryError> {
-        Ok(self.owner.ask(|reply| Ask::Unread { reply }).await??)
+    /// Received messages not yet read. With `mark`, they are marked read
+    /// at once and read receipts go to their senders; without, nothing
+    /// changes until [`Messenger::mark_read`].
+    pub async fn unread(&self, mark: bool) -> Result<Vec<Message>, DeliveryError> {
+        Ok(self
+            .owner
+            .ask(|reply| Ask::Unread { mark, reply })
+            .await??)
+    }
+
+    /// Marks read what each contact sent up to the number given, and sends
+    /// the read receipts.
+    pub async fn mark_read(&self, marks: Vec<(IdentityId, u64)>) -> Result<(), DeliveryError> {
+        Ok(self
+            .owner
+            .ask(|reply| Ask::MarkRead { marks, reply })
+            .await??)
     }
 
     /// Events after `after`; waits up to `wait` for one if there is none.
@@ -422,12 +440,26 @@ impl State {
                 let r = lend(&mut self.convs, move |c| c.history(with.as_ref(), limit)).await;
                 let _ = reply.send(r.unwrap_or_else(|| Err(gone())));
             }
-            Ask::Unread { reply } => {
+            Ask::Unread { mark: false, reply } => {
+                let r = lend(&mut self.convs, |c| c.unread()).await;
+                let _ = reply.send(r.unwrap_or_else(|| Err(gone())));
+            }
+            Ask::Unread { mark: true, reply } => {
                 let r = lend(&mut self.convs, |c| c.take_unread(unix_now())).await;
                 let r = r.unwrap_or_else(|| Err(gone())).map(|(unread, out)| {
                     self.transmit(out);
                     unread
                 });
+                if r.is_err() {
+                    self.reload().await;
+                }
+                let _ = reply.send(r);
+            }
+            Ask::MarkRead { marks, reply } => {
+                let r = lend(&mut self.convs, move |c| c.mark_read(&marks, unix_now())).await;
+                let r = r
+                    .unwrap_or_else(|| Err(gone()))
+                    .map(|out| self.transmit(out));
                 if r.is_err() {
                     self.reload().await;
                 }

@@ -274,6 +274,37 @@ fn alice_and_bob_chat_both_ways_and_each_message_arrives_once_in_order() {
     assert!(err.contains("node is running"), "{err}");
     assert_eq!(id["rotation_index"], 0);
 
+    // A look at the inbox that does not mark changes nothing; `cairn inbox`
+    // marks read what it has written out, and only then is Alice told.
+    ok_json(&cairn(
+        &w.alice.dir,
+        &["--json", "send", "bob", "look twice"],
+    ));
+    let mut api = w.bob.api();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let peek = loop {
+        let u = api.call("inbox", json!({ "mark_read": false })).unwrap();
+        if !u.as_array().unwrap().is_empty() {
+            break u;
+        }
+        assert!(Instant::now() < deadline, "message 2 did not come");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(peek[0]["seq"], 2);
+    wait_states(&w.alice, "bob", 2, &["read", "delivered"], 60);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(states(&w.alice, "bob")[&2], "delivered");
+    assert_eq!(
+        api.call("inbox", json!({ "mark_read": false })).unwrap(),
+        peek
+    );
+    let shown = cairn(&w.bob.dir, &["inbox"]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("look twice"));
+    wait_states(&w.alice, "bob", 2, &["read"], 60);
+    assert!(read_inbox(&mut api, "alice").is_empty());
+    let err = api.call("read", json!({ "contact": "alice" })).unwrap_err();
+    assert!(err.to_string().contains("up_to"), "{err}");
+
     // `cairn chat`, its lines from standard input: it shows the
     // conversation and sends each line.
     let mut chat = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
@@ -308,7 +339,7 @@ fn alice_and_bob_chat_both_ways_and_each_message_arrives_once_in_order() {
     // Generous bounds: a slow, loaded machine still finishes.
     assert_eq!(receive(&w.bob, "alice", n, 300), from_alice);
     assert_eq!(receive(&w.alice, "bob", n, 300), from_bob);
-    wait_states(&w.alice, "bob", n + 1, &["delivered", "read"], 180);
+    wait_states(&w.alice, "bob", n + 2, &["delivered", "read"], 180);
     wait_states(&w.bob, "alice", n + 2, &["delivered", "read"], 180);
 
     // Bad input from the API gets a clear error.

@@ -2,6 +2,7 @@
 //! go through the running node (its local API): it holds the sessions and
 //! the network.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::time::Duration;
 
@@ -148,21 +149,35 @@ impl Names {
     }
 }
 
-/// `cairn inbox`: messages received and not yet read (now marked read).
+/// `cairn inbox`: messages received and not yet read, marked read (and
+/// their senders told) only once they are written out.
 pub fn inbox(ctx: &Context, out: &Output) -> Result<()> {
     let mut c = client(ctx)?;
-    let unread = c.call("inbox", json!({}))?;
+    let unread = c.call("inbox", json!({ "mark_read": false }))?;
+    let list = unread.as_array().cloned().unwrap_or_default();
     if out.json {
         out.json(&unread);
-        return Ok(());
+    } else {
+        let names = Names::load(&mut c);
+        if list.is_empty() {
+            out.line("No new messages.");
+        }
+        for m in &list {
+            out.line(&line(m, &names));
+        }
     }
-    let names = Names::load(&mut c);
-    let list = unread.as_array().cloned().unwrap_or_default();
-    if list.is_empty() {
-        out.line("No new messages.");
-    }
+    std::io::stdout()
+        .flush()
+        .context("writing the messages out")?;
+    let mut marks: BTreeMap<&str, u64> = BTreeMap::new();
     for m in &list {
-        out.line(&line(m, &names));
+        if let (Some(who), Some(seq)) = (m["contact"].as_str(), m["seq"].as_u64()) {
+            let up_to = marks.entry(who).or_default();
+            *up_to = (*up_to).max(seq);
+        }
+    }
+    for (who, up_to) in marks {
+        c.call("read", json!({ "contact": who, "up_to": up_to }))?;
     }
     Ok(())
 }
