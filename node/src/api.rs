@@ -114,6 +114,9 @@ pub struct ApiContext {
     /// Messages, when the node runs the network with an identity.
     #[cfg(feature = "network")]
     pub messenger: Option<Arc<crate::delivery::Messenger>>,
+    /// When the own record was last published (Unix seconds; 0: not yet).
+    #[cfg(feature = "network")]
+    pub published: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// A failed request: a code from `docs/api.md` and a message.
@@ -396,6 +399,11 @@ async fn network_status(ctx: &ApiContext) -> Value {
                 "records": s.records,
                 "mode": if s.full { "full" } else { "light" },
                 "nat": s.nat,
+                "record_published": ctx
+                    .published
+                    .as_ref()
+                    .map(|p| p.load(std::sync::atomic::Ordering::Acquire))
+                    .filter(|t| *t > 0),
             }),
             Err(e) => json!({ "error": e.to_string() }),
         };

@@ -166,7 +166,7 @@ pub async fn run(
     let (view_tx, view_rx) = watch::channel(Arc::new(Snapshot::default()));
     let (command_tx, command_rx) = mpsc::channel(MAX_PENDING_COMMANDS);
     #[cfg(feature = "network")]
-    let (net, messenger, net_task) = match network {
+    let (net, messenger, net_task, published) = match network {
         Some(part) => {
             let s = crate::network::start(
                 store.clone(),
@@ -176,9 +176,9 @@ pub async fn run(
                 stop_rx.clone(),
             )
             .await?;
-            (Some(s.net), s.messenger, Some(s.task))
+            (Some(s.net), s.messenger, Some(s.task), Some(s.published))
         }
-        None => (None, None, None),
+        None => (None, None, None, None),
     };
     let ctx = Arc::new(ApiContext {
         store: store.clone(),
@@ -192,6 +192,8 @@ pub async fn run(
         net,
         #[cfg(feature = "network")]
         messenger,
+        #[cfg(feature = "network")]
+        published,
     });
     let api_task = tokio::spawn(api::serve(listener, token, ctx.clone(), stop_rx.clone()));
     let watch_task = tokio::spawn(watch_loop(

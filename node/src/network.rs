@@ -202,6 +202,15 @@ const REPUBLISH: Duration = Duration::from_secs(24 * 60 * 60);
 const RETRY: Duration = Duration::from_secs(2);
 /// The longest wait between two tries.
 const MAX_RETRY: Duration = Duration::from_secs(600);
+/// How often the contacts' records are fetched again from the network: an
+/// announcement of a newer one is missed while the node is away.
+pub const REFRESH: Duration = Duration::from_secs(6 * 60 * 60);
+/// When the first fetch runs after the start (the DHT connects first); a
+/// round where some record could not be fetched is tried again after this,
+/// doubling up to [`REFRESH`].
+const REFRESH_FIRST: Duration = Duration::from_secs(5);
+/// Contacts whose records are fetched per round, at most.
+const MAX_REFRESH: usize = 1000;
 
 /// The own record, signed now.
 fn own_record(store: &Store, chain: ChainNetwork, me: &NetIdentity) -> Result<Vec<u8>, String> {
@@ -220,6 +229,8 @@ pub struct Started {
     pub messenger: Option<Arc<crate::delivery::Messenger>>,
     /// The task; it ends when `stop` turns true.
     pub task: tokio::task::JoinHandle<()>,
+    /// When the own record was last published (Unix seconds; 0: not yet).
+    pub published: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Starts the network for `cairn node`: publishes and announces the own
@@ -302,6 +313,15 @@ pub async fn start(
         stop.clone(),
     );
     let me = part.identity.map(Arc::new);
+    let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let published_at = published.clone();
+    tokio::spawn(refresh_contacts(
+        net.clone(),
+        store.clone(),
+        contacts.clone(),
+        commands.clone(),
+        stop.clone(),
+    ));
     let task = tokio::spawn(async move {
         let key = me.as_ref().map(|m| dht_key(&m.own.state.id).to_vec());
         let mut announced = false;
@@ -335,6 +355,7 @@ pub async fn start(
                     match handle.publish(key, record.clone()).await {
                         Ok(()) => {
                             info!("own record published");
+                            published_at.store(unix_now(), std::sync::atomic::Ordering::Release);
                             next = tokio::time::Instant::now() + REPUBLISH;
                             retry = RETRY;
                         }
@@ -381,7 +402,65 @@ pub async fn start(
         net,
         messenger,
         task,
+        published,
     })
+}
+
+/// Fetches every contact's record from the network soon after the start
+/// and every [`REFRESH`], and hands the newer ones to the watcher (as an
+/// announcement would): a node that was away missed the announcements of
+/// new prekeys, mailboxes and rotations. Runs until `stop`.
+async fn refresh_contacts(
+    net: Arc<Network>,
+    store: Arc<Store>,
+    key: ContactKey,
+    commands: mpsc::Sender<Command>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut retry = REFRESH_FIRST;
+    let mut wait = REFRESH_FIRST;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        let (s, k) = (store.clone(), key.clone());
+        let ids = match tokio::task::spawn_blocking(move || contact_book::all(&s, &k)).await {
+            Ok(Ok(all)) => all.into_iter().map(|c| c.id).take(MAX_REFRESH).collect(),
+            Ok(Err(e)) => {
+                warn!("cannot read the contacts to refresh them: {e}");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        };
+        let mut missed = 0;
+        for id in ids {
+            let dht = dht_key(&id).to_vec();
+            let record = match net.fetch(dht.clone()).await {
+                Ok(bytes) => crate::record::check_network_record(&dht, &bytes, unix_now()),
+                Err(e) => {
+                    debug!(%id, "a contact's record was not fetched: {e}");
+                    missed += 1;
+                    continue;
+                }
+            };
+            match record {
+                Ok(r) => {
+                    let (s, k, c) = (store.clone(), key.clone(), commands.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        offer_newer(&s, &k, &c, r.bundle, "the network")
+                    })
+                    .await;
+                }
+                Err(e) => debug!(%id, "a contact's record from the network is refused: {e}"),
+            }
+        }
+        (wait, retry) = if missed > 0 {
+            (retry, (retry * 4).min(REFRESH))
+        } else {
+            (REFRESH, REFRESH_FIRST)
+        };
+    }
 }
 
 /// A record announced on gossip (already verified by the policy): if it is
@@ -399,7 +478,21 @@ fn contact_announced(
     let Ok(record) = IdentityRecord::decode(data) else {
         return;
     };
-    let Some(inception) = record.bundle.log.events().first() else {
+    offer_newer(store, key, commands, record.bundle, from);
+}
+
+/// Hands `bundle` to the watcher (as `contact add` would) if it is a
+/// contact's and its log is newer than the one the node holds (the rule of
+/// `contact add`, [`compare_logs`]). Store reads: call it on the blocking
+/// pool.
+fn offer_newer(
+    store: &Store,
+    key: &ContactKey,
+    commands: &mpsc::Sender<Command>,
+    bundle: cairn_chain_anchor::Bundle,
+    from: &str,
+) {
+    let Some(inception) = bundle.log.events().first() else {
         return;
     };
     let id = IdentityId::of_inception(inception.event_bytes());
@@ -407,16 +500,16 @@ fn contact_announced(
         return;
     };
     if !matches!(
-        compare_logs(&record.bundle.log, &known.bundle.log),
+        compare_logs(&bundle.log, &known.bundle.log),
         Ok(Freshness::Newer)
     ) {
         return;
     }
-    info!("a contact's newer record was announced");
-    debug!(%id, %from, "a contact's newer record was announced");
+    info!("a contact's newer record came");
+    debug!(%id, %from, "a contact's newer record came");
     let (reply, _) = oneshot::channel();
     let _ = commands.try_send(Command::AddContact {
-        bundle: Box::new(record.bundle),
+        bundle: Box::new(bundle),
         name: None,
         reply,
     });

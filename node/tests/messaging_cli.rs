@@ -456,6 +456,44 @@ fn messages_wait_at_the_mailboxes_while_bob_is_away_and_one_mailbox_is_lost() {
     w.stop_all();
 }
 
+#[test]
+fn a_node_back_from_away_fetches_its_contacts_newer_records() {
+    let mut w = world();
+    w.bob.stop();
+    // While Bob is away, Alice moves to a third mailbox node alone: her
+    // log names only it, and her node publishes the new record.
+    let boot: Vec<String> = w.mailboxes.iter().map(|m| address_of(&m.dir)).collect();
+    let dir = w._tmp.path().join("mailbox3");
+    let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+    configure(&dir, &w._devnet, &listen, &boot, "collect_secs = 1\n");
+    let child = start_node(&dir);
+    let third = peer_of(&address_of(&dir));
+    w.mailboxes.push(Node {
+        dir,
+        child: Some(child),
+    });
+    w.alice.stop();
+    let moved = ok_json(&cairn(&w.alice.dir, &["--json", "mailboxes", &third]));
+    assert_eq!(moved["mailboxes"], json!([third]));
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    w.alice.start();
+    status_when(&w.alice.dir, |s| {
+        s["network"]["record_published"].as_u64() >= Some(since)
+    });
+    // Bob comes back and writes first. His node knew only Alice's old
+    // mailboxes (where she no longer looks): it fetches her newer record
+    // and the message reaches her through the new one.
+    w.bob.start();
+    ok_json(&cairn(
+        &w.bob.dir,
+        &["--json", "send", "alice", "did you move?"],
+    ));
+    assert_eq!(receive(&w.alice, "bob", 1, 90), ["did you move?"]);
+}
+
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len() / 2)
         .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
