@@ -218,6 +218,20 @@ struct RotationParts {
     new_seal: Seal,
 }
 
+impl RotationParts {
+    /// The plain rotation of `prev`'s seal with no fee: its size is what a
+    /// fee is reckoned on.
+    fn probe(&self, prev: &Anchor) -> Result<Transaction, BuildError> {
+        rotation_tx(
+            prev,
+            &self.prev_seal,
+            &self.key,
+            &self.new_seal,
+            Amount::ZERO,
+        )
+    }
+}
+
 fn rotation_parts(
     master: &MasterKey,
     own: &OwnIdentity,
@@ -291,13 +305,7 @@ pub fn build_rotation(
     let prev = &anchors[anchors.len() - 1];
     // The fee depends on the size, which does not depend on the fee: build
     // once to measure, then with the fee for that size.
-    let probe = rotation_tx(
-        prev,
-        &parts.prev_seal,
-        &parts.key,
-        &parts.new_seal,
-        Amount::ZERO,
-    )?;
+    let probe = parts.probe(prev)?;
     let fee = fee_rate
         .fee_vb(probe.vsize() as u64)
         .ok_or(AnchorError::FeeOverflow)?;
@@ -334,13 +342,7 @@ pub fn build_topped_rotation(
         .ok_or(BuildError::NoSealOutput)?
         .clone();
     // The seal spend's witness has the same size whatever it signs.
-    let probe = rotation_tx(
-        prev,
-        &parts.prev_seal,
-        &parts.key,
-        &parts.new_seal,
-        Amount::ZERO,
-    )?;
+    let probe = parts.probe(prev)?;
     let witness = bitcoin::Weight::from_wu(probe.input[0].witness.size() as u64);
     let (prev_seal, key) = (&parts.prev_seal, &parts.key);
     let (tx, fee) = funds.build_seal_rotation(

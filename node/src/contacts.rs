@@ -267,6 +267,15 @@ mod tests {
         }
     }
 
+    /// The log the book keeps for `id`.
+    fn kept_log(store: &Store, key: &ContactKey, id: &IdentityId) -> KeyEventLog {
+        contact_book::get(store, key, id)
+            .unwrap()
+            .unwrap()
+            .bundle
+            .log
+    }
+
     #[test]
     fn adding_updating_and_finding_contacts() {
         let dir = tempfile::tempdir().unwrap();
@@ -298,14 +307,7 @@ mod tests {
             add(&store, &key, net, bundle(&alice, 2), None, 300),
             Err(ContactError::Diverges(id)) if id == a.id
         ));
-        let log = |id| {
-            contact_book::get(&store, &key, id)
-                .unwrap()
-                .unwrap()
-                .bundle
-                .log
-        };
-        assert_eq!(log(&a.id).len(), 3);
+        assert_eq!(kept_log(&store, &key, &a.id).len(), 3);
         // Names are unique.
         assert!(matches!(
             add(&store, &key, net, bundle(&bob, 1), Some("alice"), 300),
@@ -357,21 +359,20 @@ mod tests {
         let a = add(&store, &key, net, branch(100, 1), Some("alice"), 1).unwrap();
         let later = add(&store, &key, net, branch(200, 2), None, 2).unwrap();
         assert_eq!(later.id, a.id);
-        let log = |id| {
-            contact_book::get(&store, &key, id)
-                .unwrap()
-                .unwrap()
-                .bundle
-                .log
-        };
-        let state = log(&a.id).verify().unwrap();
+        let state = kept_log(&store, &key, &a.id).verify().unwrap();
         assert_eq!(state.mailboxes, vec![vec![2; 8]]);
         // The earlier branch does not come back.
         assert!(matches!(
             add(&store, &key, net, branch(150, 3), None, 3),
             Err(ContactError::Diverges(_))
         ));
-        assert_eq!(log(&a.id).verify().unwrap().last_timestamp, 200);
+        assert_eq!(
+            kept_log(&store, &key, &a.id)
+                .verify()
+                .unwrap()
+                .last_timestamp,
+            200
+        );
     }
 
     #[test]

@@ -480,20 +480,8 @@ impl<'a> Funds<'a> {
             .ok_or_else(|| FundsError::Build("an input without its output".into()))?;
         let witness = sign_seal(tx, &prevouts).map_err(FundsError::Sign)?;
         psbt.inputs[0].final_script_witness = Some(witness);
-        master
-            .sign_psbt(&mut psbt)
-            .map_err(|e| FundsError::Sign(e.to_string()))?;
-        let done = self
-            .wallet
-            .finalize_psbt(&mut psbt, SignOptions::default())
-            .map_err(|e| FundsError::Sign(e.to_string()))?;
-        if !done {
-            return Err(FundsError::Sign("inputs left unsigned".into()));
-        }
+        let tx = self.sign(psbt, master)?;
         let spent: Amount = prevouts.iter().map(|o| o.value).sum();
-        let tx = psbt
-            .extract_tx()
-            .map_err(|e| FundsError::Sign(e.to_string()))?;
         let paid: Amount = tx.output.iter().map(|o| o.value).sum();
         let fee = spent
             .checked_sub(paid)
@@ -515,9 +503,16 @@ impl<'a> Funds<'a> {
             .add_recipient(script.clone(), amount)
             .fee_rate(fee_rate)
             .ordering(ordering);
-        let mut psbt = builder
+        let psbt = builder
             .finish()
             .map_err(|e| FundsError::Build(e.to_string()))?;
+        self.sign(psbt, master)
+    }
+
+    /// Signs the wallet's inputs of `psbt` with the keys of `master`,
+    /// finalizes every input (those already final stay), and extracts the
+    /// transaction.
+    fn sign(&self, mut psbt: bitcoin::Psbt, master: &MasterKey) -> Result<Transaction, FundsError> {
         master
             .sign_psbt(&mut psbt)
             .map_err(|e| FundsError::Sign(e.to_string()))?;
