@@ -294,6 +294,10 @@ pub enum RestoreError {
 /// mainnet chain's length for years to come.
 pub const MAX_RESERVE: usize = 1_500_000;
 
+/// Headers [`HeaderChain::reserve`] adds beyond what it is asked for
+/// (about two months of blocks), and below which it makes no room at all.
+const RESERVE_SLACK: usize = 8 * 1024;
+
 /// A validated header chain with its side branches.
 ///
 /// The best chain is a vector by height with a hash → height index; side
@@ -717,14 +721,19 @@ impl HeaderChain {
     }
 
     /// Makes room for `additional` more headers on the best chain (at most
-    /// [`MAX_RESERVE`]), so that a long sync grows the chain in one
-    /// allocation rather than by doubling (which copies the whole chain and
-    /// briefly holds it twice). A sync calls it with the distance to the
-    /// source's tip.
+    /// [`MAX_RESERVE`]), and some weeks of blocks beyond, so that a long
+    /// sync grows the chain in one allocation rather than by doubling
+    /// (which copies the whole chain and briefly holds it twice). A sync
+    /// calls it with the distance to the source's tip; a few blocks need no
+    /// room made (the vector grows as usual), so a synced node does not
+    /// reallocate its chain at every block.
     pub fn reserve(&mut self, additional: u32) {
         let n = (additional as usize).min(MAX_RESERVE);
-        self.best.reserve_exact(n);
-        self.best_index.reserve(n);
+        if n < RESERVE_SLACK || self.best.capacity() - self.best.len() >= n {
+            return;
+        }
+        self.best.reserve_exact(n + RESERVE_SLACK);
+        self.best_index.reserve(n + RESERVE_SLACK);
     }
 
     /// Height of the best tip.

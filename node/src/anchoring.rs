@@ -160,8 +160,9 @@ pub fn build_inception(
 }
 
 /// Stores the inception anchor with the sealed events of the next
-/// rotations, then broadcasts it through the funding wallet (stored first: a
-/// broadcast seal is never forgotten, even if the node stops right after).
+/// rotations, records it in the funding wallet, then broadcasts it (stored
+/// and recorded first: a broadcast seal is never forgotten, and its coins
+/// are never spent twice, even if the node stops right after).
 pub fn publish_inception(
     store: &Store,
     funds: &mut Funds<'_>,
@@ -187,7 +188,8 @@ pub fn publish_inception(
         std::slice::from_ref(anchor),
         sealed,
     )?;
-    Ok(funds.broadcast(source, anchor.tx.clone(), now)?)
+    funds.record(anchor.tx.clone(), now)?;
+    Ok(source.broadcast(&anchor.tx)?)
 }
 
 /// A rotation of the node's own identity, built and signed, not yet stored or sent.

@@ -426,6 +426,10 @@ fn number_param(params: &Value, name: &str, default: u64, max: u64) -> Result<u6
     }
 }
 
+/// Message numbers one `read` names, at most.
+#[cfg(feature = "network")]
+pub const MAX_READ_SEQS: usize = 10_000;
+
 /// The contact named by the parameter `name` (a contact's name or id).
 #[cfg(feature = "network")]
 fn contact_param(
@@ -492,12 +496,20 @@ async fn messages(ctx: &ApiContext, method: &str, params: &Value) -> Result<Valu
             "read" => {
                 let who = contact_param(ctx, params, "contact")?
                     .ok_or_else(|| Failure("bad_request", "\"contact\" is required".into()))?;
-                if params.get("up_to").is_none() {
-                    return Err(Failure("bad_request", "\"up_to\" is required".into()));
-                }
-                let up_to = number_param(params, "up_to", 0, u64::MAX)?;
-                m.mark_read(vec![(who, up_to)]).await.map_err(failed)?;
-                Ok(json!({"contact": who, "up_to": up_to}))
+                let seqs = params
+                    .get("seqs")
+                    .and_then(Value::as_array)
+                    .filter(|a| a.len() <= MAX_READ_SEQS)
+                    .and_then(|a| a.iter().map(Value::as_u64).collect::<Option<Vec<u64>>>())
+                    .ok_or_else(|| {
+                        Failure(
+                            "bad_request",
+                            format!("\"seqs\" must be a list of at most {MAX_READ_SEQS} message numbers"),
+                        )
+                    })?;
+                let n = seqs.len();
+                m.mark_read(vec![(who, seqs)]).await.map_err(failed)?;
+                Ok(json!({"contact": who, "marked": n}))
             }
             _ => {
                 let after = number_param(params, "after", 0, u64::MAX)?;

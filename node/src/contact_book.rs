@@ -274,20 +274,38 @@ pub fn all(store: &Store, key: &ContactKey) -> Result<Vec<Contact>, StoreError> 
 
 /// The contact key of the identity whose hot keys are `hot`, after sealing
 /// any contact still kept in the clear (added before the identity existed,
-/// or by an older cairn). One synced batch.
+/// or by an older cairn; one synced batch) and moving conversation records
+/// of an older layout under their locators
+/// ([`crate::conversation::migrate_layout`]). When anything moved, the
+/// store is compacted, so that the clear copies leave the disk too.
 pub fn unlock(store: &Store, hot: &HotKeys) -> Result<ContactKey, StoreError> {
     let key = ContactKey::of(hot);
+    let own = store.own_identity()?;
     let mut ops = Vec::new();
     for (k, v) in store.scan(CF_CONTACTS, b"", usize::MAX)? {
         if v.first() == Some(&CLEAR) {
             let c = open_entry(&ContactKey::Clear, &k, &v)?;
-            let (nk, nv) = entry(&key, &c)?;
             ops.push(Op::Delete(CF_CONTACTS, k));
-            ops.push(Op::Put(CF_CONTACTS, nk, nv));
+            // The identity now on this node is no contact of its own.
+            if Some(c.id) != own {
+                let (nk, nv) = entry(&key, &c)?;
+                ops.push(Op::Put(CF_CONTACTS, nk, nv));
+            }
         }
     }
-    if !ops.is_empty() {
+    let sealed = !ops.is_empty();
+    if sealed {
         store.write(ops, true)?;
+    }
+    let moved = match &key {
+        ContactKey::Sealed(k) => {
+            crate::conversation::migrate_layout(store, k, crate::chain::unix_now())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        }
+        ContactKey::Clear => 0,
+    };
+    if sealed || moved > 0 {
+        store.compact()?;
     }
     Ok(key)
 }
@@ -390,6 +408,12 @@ mod tests {
             store
                 .write(vec![Op::Put(CF_CONTACTS, c.id.0.to_vec(), json)], true)
                 .unwrap();
+            // A conversation record of the old layout, under the clear id.
+            let old = [&b"c"[..], &c.id.0].concat();
+            let sealed = secrets::seal(&hot.store_key(), &old, b"{}").unwrap();
+            store
+                .write(vec![Op::Put(crate::store::CF_MESSAGES, old, sealed)], true)
+                .unwrap();
             store.set_schema_version(2).unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
@@ -401,6 +425,10 @@ mod tests {
         let key = unlock(&store, &hot).unwrap();
         assert_eq!(all(&store, &key).unwrap(), vec![c.clone()]);
         assert!(store.get(CF_CONTACTS, &c.id.0).unwrap().is_none());
+        // The unlock moved the conversation under the locator too.
+        let messages = store.scan(crate::store::CF_MESSAGES, b"", 10).unwrap();
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].0, [&b"C"[..], &key.locator(&c.id)].concat());
     }
 
     #[test]

@@ -431,6 +431,70 @@ fn backoff(tries: u32) -> u64 {
         .min(RETRY_MAX)
 }
 
+/// Before schema 3, a contact's records were filed under its id in the
+/// clear (`c`, `s`, `p`, `m`, `q`, `x` ‖ id ‖ …), and the kept records
+/// (`e`, `r`, `a` ‖ digest) under no generation: they move under the
+/// locator, or the current generation (the upper-case letters), in one
+/// synced batch. Returns how many records moved.
+pub fn migrate_layout(store: &Store, key: &[u8; 32], now: u64) -> Result<usize, ConversationError> {
+    let mut ops = Vec::new();
+    let gen = generation(now);
+    for letter in [b'e', b'r', b'a'] {
+        for (k, v) in store.scan(CF_MESSAGES, &[letter], usize::MAX)? {
+            if k.len() != 33 {
+                return Err(damaged("kept record key"));
+            }
+            let new_key = key_kept(letter.to_ascii_uppercase(), gen, &k[1..]);
+            let plain = secrets::open(key, &k, &v)?;
+            let plain = match (letter, plain.first()) {
+                // A text's record names its receipt's: named anew.
+                (b'e', Some(b'r')) if plain.len() == 33 => {
+                    Zeroizing::new(key_kept(b'R', gen, &plain[1..]))
+                }
+                _ => plain,
+            };
+            ops.push(Op::Delete(CF_MESSAGES, k.clone()));
+            ops.push(seal_put(key, &new_key, &plain)?);
+        }
+    }
+    for letter in [b'c', b's', b'p', b'm', b'q', b'x'] {
+        for (k, v) in store.scan(CF_MESSAGES, &[letter], usize::MAX)? {
+            let id = k
+                .get(1..33)
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .map(IdentityId)
+                .ok_or_else(|| damaged("key"))?;
+            let new_key = [
+                &[letter.to_ascii_uppercase()][..],
+                &locator(key, &id),
+                &k[33..],
+            ]
+            .concat();
+            ops.push(Op::Delete(CF_MESSAGES, k.clone()));
+            if letter == b'q' {
+                ops.push(Op::Put(CF_MESSAGES, new_key, Vec::new()));
+                continue;
+            }
+            let plain = secrets::open(key, &k, &v)?;
+            let plain = match letter {
+                b'c' => Zeroizing::new([&id.0[..], &plain].concat()),
+                _ => plain,
+            };
+            ops.push(seal_put(key, &new_key, &plain)?);
+        }
+    }
+    let moved = ops.len() / 2;
+    if !ops.is_empty() {
+        store.write(ops, true)?;
+    }
+    Ok(moved)
+}
+
+/// A put of `v` sealed under `key` for the store entry `k`.
+fn seal_put(key: &[u8; 32], k: &[u8], v: &[u8]) -> Result<Op, ConversationError> {
+    Ok(Op::Put(CF_MESSAGES, k.to_vec(), secrets::seal(key, k, v)?))
+}
+
 impl Conversations {
     /// Loads the conversations from the store (moving records of an older
     /// layout first). `own` is the own log's state (its prekeys), `hot` the
@@ -465,14 +529,14 @@ impl Conversations {
             outbox: BTreeMap::new(),
             events: VecDeque::new(),
             staged: Vec::new(),
+            resent: HashMap::new(),
             // Event numbers go on increasing across restarts, so that a
             // client's cursor stays valid.
-            resent: HashMap::new(),
             next_event: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
         };
-        c.migrate_layout(now)?;
+        migrate_layout(&c.store, &c.key, now)?;
         c.load()?;
         Ok(c)
     }
@@ -531,64 +595,6 @@ impl Conversations {
         Ok(())
     }
 
-    /// Before schema 3, a contact's records were filed under its id in the
-    /// clear (`c`, `s`, `p`, `m`, `q`, `x` ‖ id ‖ …), and the kept records
-    /// (`e`, `r`, `a` ‖ digest) under no generation: they move under the
-    /// locator, or the current generation (the upper-case letters), in one
-    /// synced batch.
-    fn migrate_layout(&self, now: u64) -> Result<(), ConversationError> {
-        let mut ops = Vec::new();
-        let gen = generation(now);
-        for letter in [b'e', b'r', b'a'] {
-            for (k, v) in self.store.scan(CF_MESSAGES, &[letter], usize::MAX)? {
-                if k.len() != 33 {
-                    return Err(damaged("kept record key"));
-                }
-                let new_key = key_kept(letter.to_ascii_uppercase(), gen, &k[1..]);
-                let plain = secrets::open(&self.key, &k, &v)?;
-                let plain = match (letter, plain.first()) {
-                    // A text's record names its receipt's: named anew.
-                    (b'e', Some(b'r')) if plain.len() == 33 => {
-                        Zeroizing::new(key_kept(b'R', gen, &plain[1..]))
-                    }
-                    _ => plain,
-                };
-                ops.push(Op::Delete(CF_MESSAGES, k.clone()));
-                ops.push(self.seal(&new_key, &plain)?);
-            }
-        }
-        for letter in [b'c', b's', b'p', b'm', b'q', b'x'] {
-            for (k, v) in self.store.scan(CF_MESSAGES, &[letter], usize::MAX)? {
-                let id = k
-                    .get(1..33)
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .map(IdentityId)
-                    .ok_or_else(|| damaged("key"))?;
-                let new_key = [
-                    &[letter.to_ascii_uppercase()][..],
-                    &locator(&self.key, &id),
-                    &k[33..],
-                ]
-                .concat();
-                ops.push(Op::Delete(CF_MESSAGES, k.clone()));
-                if letter == b'q' {
-                    ops.push(Op::Put(CF_MESSAGES, new_key, Vec::new()));
-                    continue;
-                }
-                let plain = secrets::open(&self.key, &k, &v)?;
-                let plain = match letter {
-                    b'c' => Zeroizing::new([&id.0[..], &plain].concat()),
-                    _ => plain,
-                };
-                ops.push(self.seal(&new_key, &plain)?);
-            }
-        }
-        if !ops.is_empty() {
-            self.store.write(ops, true)?;
-        }
-        Ok(())
-    }
-
     /// Forgets what is in memory and reads it again from the store: after
     /// a failed write, memory may be ahead of the store.
     pub fn reload(&mut self) -> Result<(), ConversationError> {
@@ -606,11 +612,7 @@ impl Conversations {
     }
 
     fn seal(&self, k: &[u8], v: &[u8]) -> Result<Op, ConversationError> {
-        Ok(Op::Put(
-            CF_MESSAGES,
-            k.to_vec(),
-            secrets::seal(&self.key, k, v)?,
-        ))
+        seal_put(&self.key, k, v)
     }
 
     fn put_message(&self, ops: &mut Vec<Op>, m: &Message) -> Result<(), ConversationError> {
@@ -805,8 +807,9 @@ impl Conversations {
     }
 
     /// Forgets up to [`FORGET_PAGE`] kept records older than the generation
-    /// before `now`'s; returns how many. No copy they would recognise can
-    /// come any more: its sender gave up after [`MESSAGE_TTL`].
+    /// before `now`'s; returns how many. Their senders gave up after
+    /// [`MESSAGE_TTL`]; a copy still kept at a mailbox may come later, and
+    /// is then refused (its session moved on) with no receipt: harmless.
     pub fn forget_kept(&self, now: u64) -> Result<usize, ConversationError> {
         let oldest = generation(now).saturating_sub(1);
         let mut ops = Vec::new();
@@ -1777,54 +1780,65 @@ impl Conversations {
         Ok(unread)
     }
 
-    /// Marks read what each contact sent up to the number given (never past
-    /// what is shown in order), in one synced write, and returns the read
-    /// receipts to send. A receipt never says more than what has come with
-    /// no gap before it.
+    /// Marks read the messages named, per contact by number, that have come
+    /// and are shown in order (others are left as they are), in one synced
+    /// write, and returns the read receipts to send. What is shown moves
+    /// over every message read with no unread one before it; a receipt
+    /// never says more than that, nor past a gap.
     pub fn mark_read(
         &mut self,
-        marks: &[(IdentityId, u64)],
+        marks: &[(IdentityId, Vec<u64>)],
         now: u64,
     ) -> Result<Vec<Outgoing>, ConversationError> {
         let mut ops = Vec::new();
         let mut out = Vec::new();
         let mut changed: Vec<IdentityId> = Vec::new();
-        for (id, up_to) in marks {
+        for (id, seqs) in marks {
             let Some(st) = self.convs.get(id).map(|c| c.state.clone()) else {
                 continue;
             };
-            let to = (*up_to).min(st.released);
-            if to > st.shown {
-                let prefix = prefix_m(&self.key, id, Some(false));
-                for (k, v) in self.store.scan_from(
-                    CF_MESSAGES,
-                    &key_m(&self.key, id, false, st.shown + 1),
-                    &prefix,
-                    usize::MAX,
-                )? {
-                    let mut m = self.open_message(&k, &v)?;
-                    if m.seq > to {
-                        break;
-                    }
-                    if m.state == State::Received {
-                        m.state = State::Read;
-                        self.put_message(&mut ops, &m)?;
-                    }
+            let mut read_now = std::collections::BTreeSet::new();
+            for &seq in seqs.iter().filter(|s| **s > 0 && **s <= st.released) {
+                let k = key_m(&self.key, id, false, seq);
+                let Some(v) = self.store.get(CF_MESSAGES, &k)? else {
+                    continue;
+                };
+                let mut m = self.open_message(&k, &v)?;
+                if m.state == State::Received && read_now.insert(seq) {
+                    m.state = State::Read;
+                    self.put_message(&mut ops, &m)?;
                 }
-                if let Some(c) = self.convs.get_mut(id) {
-                    c.state.shown = to;
-                }
-                changed.push(*id);
             }
-            let shown = to.max(st.shown);
+            // Shown up to the first message still unread (or everything
+            // released, when none is).
+            let mut shown = st.released;
+            let prefix = prefix_m(&self.key, id, Some(false));
+            for (k, v) in self.store.scan_from(
+                CF_MESSAGES,
+                &key_m(&self.key, id, false, st.shown + 1),
+                &prefix,
+                usize::MAX,
+            )? {
+                let m = self.open_message(&k, &v)?;
+                if m.seq > st.released {
+                    break;
+                }
+                if m.state == State::Received && !read_now.contains(&m.seq) {
+                    shown = m.seq - 1;
+                    break;
+                }
+            }
+            let shown = shown.max(st.shown);
             let receipt = shown.min(st.contiguous);
+            if shown == st.shown && receipt <= st.read_told {
+                continue;
+            }
+            if let Some(c) = self.convs.get_mut(id) {
+                c.state.shown = shown;
+                c.state.read_told = c.state.read_told.max(receipt);
+            }
+            changed.push(*id);
             if receipt > st.read_told {
-                if let Some(c) = self.convs.get_mut(id) {
-                    c.state.read_told = receipt;
-                }
-                if !changed.contains(id) {
-                    changed.push(*id);
-                }
                 if let Some((o, _)) = self.on_session(
                     id,
                     Body::Receipt {
@@ -1854,10 +1868,13 @@ impl Conversations {
         now: u64,
     ) -> Result<(Vec<Message>, Vec<Outgoing>), ConversationError> {
         let unread = self.unread()?;
-        let marks: Vec<(IdentityId, u64)> = self
+        let marks: Vec<(IdentityId, Vec<u64>)> = self
             .convs
-            .iter()
-            .map(|(id, c)| (*id, c.state.released))
+            .keys()
+            .map(|id| {
+                let seqs = unread.iter().filter(|m| m.contact == *id).map(|m| m.seq);
+                (*id, seqs.collect())
+            })
             .collect();
         let out = self.mark_read(&marks, now)?;
         Ok((unread, out))
@@ -2264,21 +2281,21 @@ mod tests {
         assert_eq!(seqs(&bob), [1, 2]);
         assert_eq!(seqs(&bob), [1, 2]);
         assert_eq!(everything(&b), before);
-        // Marked up to 1: that one is read, and the receipt says so.
-        let receipts = bob.mark_read(&[(alice_id, 1)], NOW + 2).unwrap();
+        // Message 1 marked: that one is read, and the receipt says so.
+        let receipts = bob.mark_read(&[(alice_id, vec![1])], NOW + 2).unwrap();
         assert_eq!(receipts.len(), 1);
         alice.receive(&envelopes(&receipts), NOW + 2).unwrap();
         let state = |seq| alice.message(&bob_id, true, seq).unwrap().unwrap().state;
         assert_eq!((state(1), state(2)), (State::Read, State::Delivered));
         assert_eq!(seqs(&bob), [2]);
-        // A mark past what came stops at what came.
-        let receipts = bob.mark_read(&[(alice_id, 99)], NOW + 3).unwrap();
+        // A number that has not come is ignored.
+        let receipts = bob.mark_read(&[(alice_id, vec![2, 99])], NOW + 3).unwrap();
         alice.receive(&envelopes(&receipts), NOW + 3).unwrap();
         let state = |seq| alice.message(&bob_id, true, seq).unwrap().unwrap().state;
         assert_eq!(state(2), State::Read);
         assert!(seqs(&bob).is_empty());
         assert!(bob
-            .mark_read(&[(alice_id, 99)], NOW + 4)
+            .mark_read(&[(alice_id, vec![2])], NOW + 4)
             .unwrap()
             .is_empty());
         // Read stays read after a restart.
@@ -2412,31 +2429,30 @@ mod tests {
             .0
             .is_empty());
         bob.due(NOW + 4 + GAP_WAIT).unwrap();
-        let (shown, read) = bob.take_unread(NOW + 4 + GAP_WAIT).unwrap();
-        let shown: Vec<u64> = shown.iter().map(|m| m.seq).collect();
-        assert_eq!(shown, [4, 5]);
-        // Bob read 4 and 5, but with 3 missing his receipt says "read up to
-        // 2" only; Alice still has 3 to send.
-        alice.receive(&envelopes(&receipts), NOW + 5).unwrap();
-        alice.receive(&envelopes(&receipts4), NOW + 5).unwrap();
-        alice.receive(&envelopes(&read), NOW + 5).unwrap();
+        let listed: Vec<u64> = bob.unread().unwrap().iter().map(|m| m.seq).collect();
+        assert_eq!(listed, [4, 5]);
+        // Three arrives late, after Bob's client listed 4 and 5 and before
+        // it marks them read: marking them does not mark three, and with
+        // three unread the receipt says nothing past two.
+        let (_, receipts3) = bob.receive(&out[..1], NOW + 4 + GAP_WAIT).unwrap();
+        let read = bob
+            .mark_read(&[(alice_id, listed)], NOW + 4 + GAP_WAIT)
+            .unwrap();
+        assert!(read.is_empty());
+        for r in [&receipts, &receipts4, &receipts3] {
+            alice.receive(&envelopes(r), NOW + 5).unwrap();
+        }
         let state =
             |alice: &Conversations, seq| alice.message(&bob_id, true, seq).unwrap().unwrap().state;
-        assert_eq!(state(&alice, 5), State::Delivered);
-        assert_ne!(
-            state(&alice, 3),
-            State::Read,
-            "never delivered, so not read"
-        );
-        assert_eq!(alice.outbox_len(), 1);
-        // Three arrives late: shown where it comes; now all is read.
-        let (_, receipts3) = bob.receive(&out[..1], NOW + 4 + GAP_WAIT).unwrap();
+        for seq in [3, 4, 5] {
+            assert_eq!(state(&alice, seq), State::Delivered, "{seq}");
+        }
+        assert_eq!(alice.outbox_len(), 0);
+        // Three is shown where it comes; once read, all up to five is.
         let (late, read) = bob.take_unread(NOW + 4 + GAP_WAIT).unwrap();
         assert_eq!(late.len(), 1);
         assert_eq!(late[0].text, "three");
-        alice.receive(&envelopes(&receipts3), NOW + 6).unwrap();
         alice.receive(&envelopes(&read), NOW + 6).unwrap();
-        assert_eq!(alice.outbox_len(), 0);
         for seq in [3, 4, 5] {
             assert_eq!(state(&alice, seq), State::Read, "{seq}");
         }

@@ -83,7 +83,7 @@ enum Ask {
         reply: oneshot::Sender<Result<Vec<Message>, ConversationError>>,
     },
     MarkRead {
-        marks: Vec<(IdentityId, u64)>,
+        marks: Vec<(IdentityId, Vec<u64>)>,
         reply: oneshot::Sender<Result<(), ConversationError>>,
     },
     Events {
@@ -160,9 +160,9 @@ impl Messenger {
             .await??)
     }
 
-    /// Marks read what each contact sent up to the number given, and sends
+    /// Marks read the messages named (per contact, by number), and sends
     /// the read receipts.
-    pub async fn mark_read(&self, marks: Vec<(IdentityId, u64)>) -> Result<(), DeliveryError> {
+    pub async fn mark_read(&self, marks: Vec<(IdentityId, Vec<u64>)>) -> Result<(), DeliveryError> {
         Ok(self
             .owner
             .ask(|reply| Ask::MarkRead { marks, reply })

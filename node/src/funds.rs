@@ -536,9 +536,17 @@ impl<'a> Funds<'a> {
         now: u64,
     ) -> Result<Txid, FundsError> {
         let txid = source.broadcast(&tx)?;
-        self.wallet.apply_unconfirmed_txs([(Arc::new(tx), now)]);
-        self.persist()?;
+        self.record(tx, now)?;
         Ok(txid)
+    }
+
+    /// Records `tx` as unconfirmed (its inputs spent, its change counted),
+    /// persisted. A seal transaction is recorded *before* it is sent: once
+    /// stored, it may reach the network at any time, and its coins must
+    /// never be spent by another transaction.
+    pub fn record(&mut self, tx: Transaction, now: u64) -> Result<(), FundsError> {
+        self.wallet.apply_unconfirmed_txs([(Arc::new(tx), now)]);
+        self.persist()
     }
 
     /// The fee a transaction of this wallet pays, if the wallet knows all its inputs.

@@ -205,9 +205,9 @@ const MAX_RETRY: Duration = Duration::from_secs(600);
 /// How often the contacts' records are fetched again from the network: an
 /// announcement of a newer one is missed while the node is away.
 pub const REFRESH: Duration = Duration::from_secs(6 * 60 * 60);
-/// When the first fetch runs after the start (the DHT connects first); a
-/// round where some record could not be fetched is tried again after this,
-/// doubling up to [`REFRESH`].
+/// When the first fetch runs after the start (the DHT connects first). A
+/// round where some record could not be fetched runs again after 4 times
+/// this, then 16 times, … up to [`REFRESH`].
 const REFRESH_FIRST: Duration = Duration::from_secs(5);
 /// Contacts whose records are fetched per round, at most.
 const MAX_REFRESH: usize = 1000;
@@ -435,6 +435,9 @@ async fn refresh_contacts(
         };
         let mut missed = 0;
         for id in ids {
+            if *stop.borrow() {
+                return;
+            }
             let dht = dht_key(&id).to_vec();
             let record = match net.fetch(dht.clone()).await {
                 Ok(bytes) => crate::record::check_network_record(&dht, &bytes, unix_now()),
@@ -456,7 +459,8 @@ async fn refresh_contacts(
             }
         }
         (wait, retry) = if missed > 0 {
-            (retry, (retry * 4).min(REFRESH))
+            retry = (retry * 4).min(REFRESH);
+            (retry, retry)
         } else {
             (REFRESH, REFRESH_FIRST)
         };

@@ -200,7 +200,9 @@ impl Store {
     /// node migrates it when it opens).
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         let mut opts = Options::default();
-        opts.set_max_open_files(64);
+        // Every table file stays open: the node may compact and delete
+        // files this reader has not opened yet.
+        opts.set_max_open_files(-1);
         let names = Self::family_names(&opts, path);
         let db = DB::open_cf_for_read_only(&opts, path, &names, false)?;
         let store = Store { db };
@@ -433,6 +435,7 @@ impl Store {
     /// the clear, and sealed at the identity's next unlock
     /// ([`crate::contact_book::unlock`]).
     fn migrate_from_2(&self) -> Result<(), StoreError> {
+        let own = self.own_identity()?;
         let mut batch = WriteBatch::default();
         for item in self
             .db
@@ -446,10 +449,15 @@ impl Store {
             );
             let record: crate::contact_book::ContactRecord = serde_json::from_slice(&v)
                 .map_err(|e| StoreError::Corrupt(format!("contact record: {e}")))?;
+            batch.delete_cf(self.cf(CF_CONTACTS), &k);
+            if Some(id) == own {
+                // The node's own identity (restored here after it was added
+                // as a contact): its log and anchors stay where they are.
+                continue;
+            }
             let Some(log) = self.log(&id)? else {
-                return Err(StoreError::Corrupt(format!(
-                    "the log of contact {id} is missing"
-                )));
+                tracing::warn!("a contact without its log is dropped while the store is upgraded");
+                continue;
             };
             let mut bundle = Bundle {
                 genesis: ChainParams::new(ChainNetwork::Regtest).genesis_hash(),
@@ -481,6 +489,18 @@ impl Store {
         }
         batch.put_cf(self.cf(CF_META), KEY_SCHEMA, SCHEMA_VERSION.to_be_bytes());
         self.db.write_opt(batch, &synced())?;
+        self.compact()
+    }
+
+    /// Flushes every column family and compacts it, so that what was
+    /// deleted leaves the disk (after a migration that moved clear data).
+    pub fn compact(&self) -> Result<(), StoreError> {
+        for name in COLUMN_FAMILIES {
+            let cf = self.cf(name);
+            self.db.flush_cf(cf)?;
+            self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        }
+        self.db.flush_wal(true)?;
         Ok(())
     }
 

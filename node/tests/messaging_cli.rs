@@ -303,7 +303,7 @@ fn alice_and_bob_chat_both_ways_and_each_message_arrives_once_in_order() {
     wait_states(&w.alice, "bob", 2, &["read"], 60);
     assert!(read_inbox(&mut api, "alice").is_empty());
     let err = api.call("read", json!({ "contact": "alice" })).unwrap_err();
-    assert!(err.to_string().contains("up_to"), "{err}");
+    assert!(err.to_string().contains("seqs"), "{err}");
 
     // `cairn chat`, its lines from standard input: it shows the
     // conversation and sends each line.

@@ -200,6 +200,10 @@ pub fn rotate(
         // A rotation already stored and broadcast: send it again (it may
         // have left the mempool) and wait for it, rather than start another.
         let last = &anchors[anchors.len() - 1];
+        if last.tx.input.len() > 1 {
+            // Topped up from the wallet: its coins stay spent by this one.
+            wallet::open(ctx, &store, &own, &settings)?.record(last.tx.clone(), unix_now())?;
+        }
         if let Err(e) = source.broadcast(&last.tx) {
             tracing::info!(error = %e, "rebroadcast of the pending rotation");
         }
@@ -236,18 +240,22 @@ pub fn rotate(
         let (plan, mut wallet) = if anchoring::wants_top_up(seal_left) {
             // The seal runs low (or cannot pay at all): the funding wallet
             // tops it up and pays the fee, if it can.
-            let mut wallet = wallet::open(ctx, &store, &own, &settings)?;
-            wallet::sync(out, &store, &settings, &mut wallet)?;
-            let topped = anchoring::build_topped_rotation(
-                &mut wallet,
-                &master,
-                &own,
-                anchors,
-                rate,
-                DEFAULT_SEAL_VALUE,
-            );
+            let mut opened = wallet::open(ctx, &store, &own, &settings);
+            let topped = match &mut opened {
+                Ok(wallet) => wallet::sync(out, &store, &settings, wallet).and_then(|_| {
+                    Ok(anchoring::build_topped_rotation(
+                        wallet,
+                        &master,
+                        &own,
+                        anchors,
+                        rate,
+                        DEFAULT_SEAL_VALUE,
+                    )?)
+                }),
+                Err(e) => Err(anyhow::anyhow!("{e:#}")),
+            };
             match (topped, plain) {
-                (Ok(p), _) => (p, Some(wallet)),
+                (Ok(p), _) => (p, opened.ok()),
                 (Err(e), Ok(p)) => {
                     out.line(&format!(
                         "The funding wallet cannot top the seal up ({e}); the seal pays this rotation and keeps {}.",
@@ -269,14 +277,11 @@ pub fn rotate(
         identity::write_hot_keys(&ctx.dir, &master, plan.index, &pass, Default::default())?;
         drop(master);
         let tx = &plan.anchors[plan.anchors.len() - 1].tx;
-        let sent = match &mut wallet {
-            // The wallet records the transaction, so its coins are not spent twice.
-            Some(w) => w
-                .broadcast(&source, tx.clone(), unix_now())
-                .map_err(anyhow::Error::from),
-            None => source.broadcast(tx).map_err(anyhow::Error::from),
-        };
-        let txid = sent.with_context(|| format!("broadcasting the rotation through {} (it is stored: `cairn rotate` again sends it)", source.describe()))?;
+        if let Some(w) = &mut wallet {
+            // Recorded before it is sent: its coins are never spent twice.
+            w.record(tx.clone(), unix_now())?;
+        }
+        let txid = source.broadcast(tx).with_context(|| format!("broadcasting the rotation through {} (it is stored: `cairn rotate` again sends it)", source.describe()))?;
         if !out.json {
             let paid = if plan.topped_up {
                 format!(

@@ -169,15 +169,14 @@ pub fn inbox(ctx: &Context, out: &Output) -> Result<()> {
     std::io::stdout()
         .flush()
         .context("writing the messages out")?;
-    let mut marks: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut marks: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     for m in &list {
         if let (Some(who), Some(seq)) = (m["contact"].as_str(), m["seq"].as_u64()) {
-            let up_to = marks.entry(who).or_default();
-            *up_to = (*up_to).max(seq);
+            marks.entry(who).or_default().push(seq);
         }
     }
-    for (who, up_to) in marks {
-        c.call("read", json!({ "contact": who, "up_to": up_to }))?;
+    for (who, seqs) in marks {
+        c.call("read", json!({ "contact": who, "seqs": seqs }))?;
     }
     Ok(())
 }
@@ -207,13 +206,22 @@ pub fn chat(ctx: &Context, out: &Output, with: &str) -> Result<()> {
     let mut c = client(ctx)?;
     let names = Names::load(&mut c);
     let history = c.call("messages", json!({ "with": with, "limit": 20 }))?;
+    let contact_id = names.id_of(with).unwrap_or_default();
+    let mut shown = Vec::new();
     for m in history.as_array().cloned().unwrap_or_default() {
         out.line(&line(&m, &names));
+        if m["outgoing"] == false && m["state"] == "received" {
+            shown.extend(m["seq"].as_u64());
+        }
     }
     let mut last = c.call("message_events", json!({}))?["last"]
         .as_u64()
         .unwrap_or(0);
-    let _ = c.call("inbox", json!({}));
+    // What is on the screen is read; other contacts' messages stay unread.
+    std::io::stdout().flush()?;
+    if !shown.is_empty() {
+        c.call("read", json!({ "contact": contact_id, "seqs": shown }))?;
+    }
     let interactive = std::io::stdin().is_terminal();
     if interactive {
         out.line(&format!(
@@ -241,13 +249,12 @@ pub fn chat(ctx: &Context, out: &Output, with: &str) -> Result<()> {
         }
         let _ = done_tx.send(());
     });
-    let contact_id = names.id_of(with).unwrap_or_default();
     let mut stdout = std::io::stdout();
     loop {
         let ended = done_rx.try_recv().is_ok();
         let r = c.call("message_events", json!({ "after": last, "wait": 1 }))?;
         last = r["last"].as_u64().unwrap_or(last);
-        let mut read = false;
+        let mut read = Vec::new();
         for e in r["events"].as_array().cloned().unwrap_or_default() {
             if e["contact"].as_str() != Some(&contact_id) {
                 continue;
@@ -260,7 +267,7 @@ pub fn chat(ctx: &Context, out: &Output, with: &str) -> Result<()> {
                     e["message"],
                     e["text"].as_str().unwrap_or_default()
                 );
-                read = true;
+                read.extend(e["message"].as_u64());
             } else if e["outgoing"].as_bool() == Some(true) {
                 let _ = writeln!(
                     stdout,
@@ -270,8 +277,8 @@ pub fn chat(ctx: &Context, out: &Output, with: &str) -> Result<()> {
                 );
             }
         }
-        if read {
-            let _ = c.call("inbox", json!({}));
+        if !read.is_empty() && stdout.flush().is_ok() {
+            let _ = c.call("read", json!({ "contact": contact_id, "seqs": read }));
         }
         if ended {
             // Standard input ended: leave once what was typed has been
