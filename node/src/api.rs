@@ -371,6 +371,24 @@ async fn handle(ctx: &ApiContext, method: &str, params: Value) -> Result<Value, 
             Ok(json!(added))
         }
         "contact_fetch" => contact_fetch(ctx, &params).await,
+        "contact_rename" => {
+            let who = string_param(&params, "who")?
+                .ok_or_else(|| Failure("bad_request", "\"who\" is required".into()))?
+                .to_string();
+            let name = string_param(&params, "name")?
+                .ok_or_else(|| Failure("bad_request", "\"name\" is required".into()))?
+                .to_string();
+            let renamed = command(ctx, |reply| Command::RenameContact { who, name, reply }).await?;
+            Ok(json!(renamed))
+        }
+        "contact_remove" => {
+            let who = string_param(&params, "who")?
+                .ok_or_else(|| Failure("bad_request", "\"who\" is required".into()))?
+                .to_string();
+            let id = command(ctx, |reply| Command::RemoveContact { who, reply }).await?;
+            let messages = forget_conversation(ctx, id).await?;
+            Ok(json!({"id": id, "removed": true, "messages_deleted": messages}))
+        }
         "send" | "messages" | "inbox" | "read" | "message_events" => {
             messages(ctx, method, &params).await
         }
@@ -528,6 +546,25 @@ async fn messages(ctx: &ApiContext, method: &str, params: &Value) -> Result<Valu
         "no_messaging",
         "this node sends no messages: it runs without the network or without an identity".into(),
     ))
+}
+
+/// Deletes the conversation with a contact just removed: through the
+/// delivery task when the node runs one (it holds the conversations), else
+/// in the store.
+async fn forget_conversation(ctx: &ApiContext, id: IdentityId) -> Result<usize, Failure> {
+    let failed = |e: String| Failure("store", e);
+    #[cfg(feature = "network")]
+    if let Some(m) = &ctx.messenger {
+        return m.forget(id).await.map_err(|e| failed(e.to_string()));
+    }
+    let crate::contact_book::ContactKey::Sealed(key) = ctx.contacts.clone() else {
+        return Ok(0);
+    };
+    let store = ctx.store.clone();
+    tokio::task::spawn_blocking(move || crate::conversation::forget(&store, &key, &id))
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(e.to_string()))
 }
 
 /// `contact_fetch`: the contact's record found in the network, verified,

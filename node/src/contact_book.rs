@@ -261,6 +261,20 @@ pub fn get(
     Ok(None)
 }
 
+/// Removes contact `id` (synced); whether it was one.
+pub fn remove(store: &Store, key: &ContactKey, id: &IdentityId) -> Result<bool, StoreError> {
+    let loc = key.locator(id);
+    let was = get(store, key, id)?.is_some();
+    store.write(
+        vec![
+            Op::Delete(CF_CONTACTS, loc.to_vec()),
+            Op::Delete(CF_CONTACTS, id.0.to_vec()),
+        ],
+        true,
+    )?;
+    Ok(was)
+}
+
 /// Every contact, by id.
 pub fn all(store: &Store, key: &ContactKey) -> Result<Vec<Contact>, StoreError> {
     let mut out = store

@@ -169,6 +169,44 @@ pub fn find(
         .ok_or_else(|| ContactError::NoSuchName(who.to_string()))
 }
 
+/// Gives contact `who` the name `name` (unique, as [`check_name`] says).
+pub fn rename(
+    store: &Store,
+    key: &ContactKey,
+    network: ChainNetwork,
+    who: &str,
+    name: &str,
+) -> Result<ContactView, ContactError> {
+    check_name(name)?;
+    let (id, _) = find(store, key, who)?;
+    if let Some(other) = contact_book::all(store, key)?
+        .into_iter()
+        .find(|c| c.id != id && c.record.name.as_deref() == Some(name))
+    {
+        return Err(ContactError::NameTaken {
+            name: name.to_string(),
+            other: other.id,
+        });
+    }
+    let mut c = contact_book::get(store, key, &id)?.ok_or(ContactError::NotAContact(id))?;
+    c.record.name = Some(name.to_string());
+    contact_book::put(store, key, network, &id, &c.bundle_on(network), &c.record)?;
+    Ok(ContactView {
+        id,
+        name: c.record.name,
+        fingerprint: id.fingerprint(),
+        added: c.record.added,
+    })
+}
+
+/// Removes contact `who` from the contact book; returns its id. (Its
+/// conversation is the caller's to forget: `conversation::forget`.)
+pub fn remove(store: &Store, key: &ContactKey, who: &str) -> Result<IdentityId, ContactError> {
+    let (id, _) = find(store, key, who)?;
+    contact_book::remove(store, key, &id)?;
+    Ok(id)
+}
+
 /// One contact, as `cairn contact list` and the API's `contacts` show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ContactView {
@@ -396,6 +434,54 @@ mod tests {
             Err(ContactError::InvalidLog(_))
         ));
         assert!(contact_book::all(&store, &key).unwrap().is_empty());
+    }
+
+    #[test]
+    fn contacts_are_renamed_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = ContactKey::Sealed(zeroize::Zeroizing::new([4; 32]));
+        let net = ChainNetwork::Regtest;
+        let a = add(
+            &store,
+            &key,
+            net,
+            bundle(&SeedPhrase::generate(12).unwrap(), 2),
+            Some("alice"),
+            1,
+        )
+        .unwrap();
+        add(
+            &store,
+            &key,
+            net,
+            bundle(&SeedPhrase::generate(12).unwrap(), 1),
+            Some("bob"),
+            2,
+        )
+        .unwrap();
+        assert!(matches!(
+            rename(&store, &key, net, "alice", "bob"),
+            Err(ContactError::NameTaken { .. })
+        ));
+        assert!(matches!(
+            rename(&store, &key, net, "alice", ""),
+            Err(ContactError::BadName)
+        ));
+        assert!(matches!(
+            rename(&store, &key, net, "carol", "c"),
+            Err(ContactError::NoSuchName(_))
+        ));
+        let r = rename(&store, &key, net, "alice", "ally").unwrap();
+        assert_eq!((r.id, r.name.as_deref(), r.added), (a.id, Some("ally"), 1));
+        assert_eq!(find(&store, &key, "ally").unwrap().0, a.id);
+        assert_eq!(kept_log(&store, &key, &a.id).len(), 2, "the log stays");
+        assert_eq!(remove(&store, &key, "ally").unwrap(), a.id);
+        assert!(matches!(
+            find(&store, &key, &a.id.to_string()),
+            Err(ContactError::NotAContact(_))
+        ));
+        assert_eq!(list(&store, &key).unwrap().len(), 1);
     }
 
     #[test]

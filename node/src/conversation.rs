@@ -490,6 +490,27 @@ pub fn migrate_layout(store: &Store, key: &[u8; 32], now: u64) -> Result<usize, 
     Ok(moved)
 }
 
+/// Deletes every record of the conversation with `id` (its sessions,
+/// handshake, messages, outbox), in one synced batch; returns how many
+/// messages went. (The records that recognise copies name no contact in
+/// their keys and are forgotten with their generation.)
+pub fn forget(store: &Store, key: &[u8; 32], id: &IdentityId) -> Result<usize, ConversationError> {
+    let loc = locator(key, id);
+    let mut ops = Vec::new();
+    let mut messages = 0;
+    for letter in [b'C', b'S', b'P', b'M', b'Q', b'X'] {
+        let prefix = [&[letter][..], &loc].concat();
+        for (k, _) in store.scan(CF_MESSAGES, &prefix, usize::MAX)? {
+            messages += usize::from(letter == b'M');
+            ops.push(Op::Delete(CF_MESSAGES, k));
+        }
+    }
+    if !ops.is_empty() {
+        store.write(ops, true)?;
+    }
+    Ok(messages)
+}
+
 /// A put of `v` sealed under `key` for the store entry `k`.
 fn seal_put(key: &[u8; 32], k: &[u8], v: &[u8]) -> Result<Op, ConversationError> {
     Ok(Op::Put(CF_MESSAGES, k.to_vec(), secrets::seal(key, k, v)?))
@@ -593,6 +614,14 @@ impl Conversations {
             }
         }
         Ok(())
+    }
+
+    /// Deletes the conversation with `id` ([`forget`]) and what memory
+    /// holds of it; returns how many messages went.
+    pub fn forget(&mut self, id: &IdentityId) -> Result<usize, ConversationError> {
+        let n = forget(&self.store, &self.key, id)?;
+        self.reload()?;
+        Ok(n)
     }
 
     /// Forgets what is in memory and reads it again from the store: after
@@ -2301,6 +2330,33 @@ mod tests {
         // Read stays read after a restart.
         drop(bob);
         assert!(seqs(&convs(&b, b"bob-node")).is_empty());
+    }
+
+    #[test]
+    fn a_forgotten_conversation_leaves_nothing_and_its_envelopes_are_not_taken() {
+        let (a, b, mut alice, mut bob) = pair();
+        let (alice_id, bob_id) = (a.own.state.id, b.own.state.id);
+        let out = alice.due(NOW + 1).unwrap();
+        bob.receive(&envelopes(&out), NOW + 1).unwrap();
+        alice.send(&bob_id, "after", NOW + 2).unwrap();
+        let later = alice.due(NOW + 2).unwrap();
+        assert_eq!(bob.forget(&alice_id).unwrap(), 2);
+        let loc = locator(&b.hot.store_key(), &alice_id);
+        assert!(everything(&b)
+            .iter()
+            .all(|(k, _)| !k.windows(32).any(|w| w == loc)));
+        assert!(bob.history(None, usize::MAX).unwrap().is_empty());
+        assert!(bob.unread().unwrap().is_empty());
+        // Its sessions are gone: what Alice sends is not taken.
+        let (r, back) = bob.receive(&envelopes(&later), NOW + 2).unwrap();
+        assert!(r.iter().all(|r| *r != Received::Taken), "{r:?}");
+        assert!(back.is_empty());
+        // Reopened, nothing comes back.
+        drop(bob);
+        assert!(convs(&b, b"bob-node")
+            .history(None, usize::MAX)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 use crate::api::{self, ApiContext, ApiError};
 use crate::chain::{self, unix_now};
 use crate::contact_book::{self, ContactKey};
-use crate::contacts::{self, Added, ContactError, VerifyReport};
+use crate::contacts::{self, Added, ContactError, ContactView, VerifyReport};
 use crate::datadir::DataDir;
 use crate::store::Store;
 use crate::watch::{check_contact, check_own, Subject, WatchEvent, Watcher};
@@ -61,6 +61,22 @@ pub enum Command {
         name: Option<String>,
         /// The answer.
         reply: oneshot::Sender<Result<Added, CommandError>>,
+    },
+    /// Give a contact (by id or name) another name.
+    RenameContact {
+        /// Which contact.
+        who: String,
+        /// The new name.
+        name: String,
+        /// The answer.
+        reply: oneshot::Sender<Result<ContactView, CommandError>>,
+    },
+    /// Remove a contact (by id or name) from the contact book.
+    RemoveContact {
+        /// Which contact.
+        who: String,
+        /// The answer: its id.
+        reply: oneshot::Sender<Result<IdentityId, CommandError>>,
     },
     /// Sync the headers and check one contact (by id or name) or every
     /// contact, as `cairn contact verify` does.
@@ -328,6 +344,25 @@ impl Round {
                 if ok {
                     // Check the new or updated contact now (its log may
                     // have changed even if its id and name did not).
+                    self.checked = None;
+                    let _ = self.once();
+                }
+            }
+            Some(Command::RenameContact { who, name, reply }) => {
+                let (store, key) = (&self.store, &self.options.contacts);
+                let renamed = contacts::rename(store, key, self.options.network, &who, &name);
+                let ok = renamed.is_ok();
+                let _ = reply.send(renamed.map_err(CommandError::from));
+                if ok {
+                    self.checked = None;
+                    let _ = self.once();
+                }
+            }
+            Some(Command::RemoveContact { who, reply }) => {
+                let removed = contacts::remove(&self.store, &self.options.contacts, &who);
+                let ok = removed.is_ok();
+                let _ = reply.send(removed.map_err(CommandError::from));
+                if ok {
                     self.checked = None;
                     let _ = self.once();
                 }

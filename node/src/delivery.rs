@@ -82,6 +82,10 @@ enum Ask {
         mark: bool,
         reply: oneshot::Sender<Result<Vec<Message>, ConversationError>>,
     },
+    Forget {
+        id: IdentityId,
+        reply: oneshot::Sender<Result<usize, ConversationError>>,
+    },
     MarkRead {
         marks: Vec<(IdentityId, Vec<u64>)>,
         reply: oneshot::Sender<Result<(), ConversationError>>,
@@ -158,6 +162,11 @@ impl Messenger {
             .owner
             .ask(|reply| Ask::Unread { mark, reply })
             .await??)
+    }
+
+    /// Deletes the conversation with `id`; returns how many messages went.
+    pub async fn forget(&self, id: IdentityId) -> Result<usize, DeliveryError> {
+        Ok(self.owner.ask(|reply| Ask::Forget { id, reply }).await??)
     }
 
     /// Marks read the messages named (per contact, by number), and sends
@@ -450,6 +459,14 @@ impl State {
                     self.transmit(out);
                     unread
                 });
+                if r.is_err() {
+                    self.reload().await;
+                }
+                let _ = reply.send(r);
+            }
+            Ask::Forget { id, reply } => {
+                let r = lend(&mut self.convs, move |c| c.forget(&id)).await;
+                let r = r.unwrap_or_else(|| Err(gone()));
                 if r.is_err() {
                     self.reload().await;
                 }

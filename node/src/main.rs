@@ -125,7 +125,7 @@ enum Command {
         /// The message (default: read from standard input).
         text: Option<String>,
     },
-    /// Messages received and not yet read (they are marked read).
+    /// Messages received and not yet read (marked read once written out).
     #[cfg(feature = "network")]
     Inbox,
     /// The conversation with a contact (every conversation without one):
@@ -201,6 +201,22 @@ enum ContactCommand {
     },
     /// List contacts.
     List,
+    /// Give a contact another name.
+    Rename {
+        /// Identity id or current name.
+        contact: String,
+        /// The new name.
+        name: String,
+    },
+    /// Remove a contact and delete your conversation with them (their first
+    /// messages are refused from then on, as a stranger's).
+    Remove {
+        /// Identity id or contact name.
+        contact: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Find a contact's identity record in the network by its id, verify it
     /// and add it (through the running node).
     Fetch {
@@ -374,6 +390,12 @@ fn run(args: Cli, out: &cli::Output) -> anyhow::Result<()> {
                 cli::anchor::add(&ctx, out, &bitcoin, &bundle, name.as_deref())
             }
             ContactCommand::List => cli::anchor::list(&ctx, out),
+            ContactCommand::Rename { contact, name } => {
+                cli::anchor::rename(&ctx, out, &bitcoin, &contact, &name)
+            }
+            ContactCommand::Remove { contact, yes } => {
+                cli::anchor::remove(&ctx, out, &contact, yes)
+            }
             ContactCommand::Fetch { id, name } => cli::node::fetch(&ctx, out, &id, name.as_deref()),
             ContactCommand::Verify { contact } => {
                 cli::anchor::verify(&ctx, out, &bitcoin, contact.as_deref())

@@ -402,4 +402,34 @@ fn prekeys_are_published_in_the_log_and_reach_a_contact_through_the_bundle() {
             }
         }
     }
+    drop(store);
+    // Renamed, then removed (which asks first, or takes --yes).
+    let r = ok_json(&cairn(
+        &alice,
+        &["--json", "contact", "rename", "robert-from-work", "bob"],
+        None,
+        Some(PASS),
+    ));
+    assert_eq!(r["name"], "bob");
+    let err = failure(&cairn(
+        &alice,
+        &["contact", "remove", "bob"],
+        None,
+        Some(PASS),
+    ));
+    assert!(err.contains("--yes"), "{err}");
+    let gone = ok_json(&cairn(
+        &alice,
+        &["--json", "contact", "remove", "bob", "--yes"],
+        None,
+        Some(PASS),
+    ));
+    assert_eq!(gone["id"], id["id"]);
+    let listed = ok_json(&cairn(
+        &alice,
+        &["--json", "contact", "list"],
+        None,
+        Some(PASS),
+    ));
+    assert_eq!(listed, serde_json::json!([]));
 }

@@ -354,6 +354,24 @@ fn alice_and_bob_chat_both_ways_and_each_message_arrives_once_in_order() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("empty"), "{err}");
+
+    // Alice removes Bob while her node runs: the contact and every message
+    // of theirs go; sending to him is refused.
+    let gone = ok_json(&cairn(
+        &w.alice.dir,
+        &["--json", "contact", "remove", "bob", "--yes"],
+    ));
+    assert!(
+        gone["messages_deleted"].as_u64().unwrap() >= 2 * n as u64,
+        "{gone}"
+    );
+    let left = api.call("messages", json!({ "limit": 10_000 })).unwrap();
+    assert_eq!(left, json!([]));
+    let err = api
+        .call("send", json!({ "to": "bob", "text": "x" }))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bob"), "{err}");
 }
 
 impl World {

@@ -1,6 +1,8 @@
-//! `cairn anchor`, `cairn id export`, `cairn contact add|list|verify`:
-//! anchoring the own identity in Bitcoin, and bundles of other identities.
+//! `cairn anchor`, `cairn id export`, `cairn contact
+//! add|list|rename|remove|verify`: anchoring the own identity in Bitcoin,
+//! and bundles of other identities.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
 
@@ -453,6 +455,75 @@ pub fn list(ctx: &Context, out: &Output) -> Result<()> {
             c["name"].as_str().unwrap_or("-"),
             c["id"].as_str().unwrap_or_default(),
             c["fingerprint"].as_str().unwrap_or_default(),
+        ));
+    }
+    Ok(())
+}
+
+/// `cairn contact rename WHO NAME`; through the running node when there is
+/// one.
+pub fn rename(
+    ctx: &Context,
+    out: &Output,
+    args: &BitcoinArgs,
+    who: &str,
+    name: &str,
+) -> Result<()> {
+    let settings = args.settings(ctx)?;
+    contacts::check_name(name)?;
+    let renamed = match ctx.store_or_node()? {
+        Access::Store(store) => {
+            let key = ctx.contact_key(&store)?;
+            json!(contacts::rename(&store, &key, settings.network, who, name)?)
+        }
+        Access::Node(mut node) => node.call("contact_rename", json!({"who": who, "name": name}))?,
+    };
+    if out.json {
+        out.json(&renamed);
+    } else {
+        out.line(&format!(
+            "{} is now called {name}.",
+            renamed["id"].as_str().unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// `cairn contact remove WHO [--yes]`: the contact and the conversation
+/// with them; through the running node when there is one.
+pub fn remove(ctx: &Context, out: &Output, who: &str, yes: bool) -> Result<()> {
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("removing {who} deletes your conversation with them; add --yes to go ahead");
+        }
+        eprint!("Remove {who} and delete your conversation with them? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            bail!("nothing removed");
+        }
+    }
+    let removed = match ctx.store_or_node()? {
+        Access::Store(store) => {
+            let key = ctx.contact_key(&store)?;
+            let id = contacts::remove(&store, &key, who)?;
+            let messages = match &key {
+                contact_book::ContactKey::Sealed(k) => {
+                    cairn_node::conversation::forget(&store, k, &id)?
+                }
+                contact_book::ContactKey::Clear => 0,
+            };
+            json!({"id": id, "removed": true, "messages_deleted": messages})
+        }
+        Access::Node(mut node) => node.call("contact_remove", json!({ "who": who }))?,
+    };
+    if out.json {
+        out.json(&removed);
+    } else {
+        out.line(&format!(
+            "Removed {} and {} message(s).",
+            removed["id"].as_str().unwrap_or_default(),
+            removed["messages_deleted"]
         ));
     }
     Ok(())
