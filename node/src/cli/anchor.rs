@@ -259,10 +259,11 @@ pub fn rotate(
             match (topped, plain) {
                 (Ok(p), _) => (p, opened.ok()),
                 (Err(e), Ok(p)) => {
-                    out.line(&format!(
-                        "The funding wallet cannot top the seal up ({e}); the seal pays this rotation and keeps {}.",
+                    // On standard error: `--json` output stays one object.
+                    eprintln!(
+                        "The funding wallet cannot top the seal up ({e:#}); the seal pays this rotation and keeps {}.",
                         p.seal_value
-                    ));
+                    );
                     (p, None)
                 }
                 (Err(e), Err(seal)) => bail!(
