@@ -389,7 +389,7 @@ async fn handle(ctx: &ApiContext, method: &str, params: Value) -> Result<Value, 
             let messages = forget_conversation(ctx, id).await?;
             Ok(json!({"id": id, "removed": true, "messages_deleted": messages}))
         }
-        "send" | "messages" | "inbox" | "read" | "message_events" => {
+        "send" | "messages" | "inbox" | "read" | "requests" | "message_events" => {
             messages(ctx, method, &params).await
         }
         "contact_verify" => {
@@ -510,6 +510,18 @@ async fn messages(ctx: &ApiContext, method: &str, params: &Value) -> Result<Valu
                     }
                 };
                 Ok(json!(m.unread(mark).await.map_err(failed)?))
+            }
+            "requests" => {
+                let dismiss = match string_param(params, "dismiss")? {
+                    None => None,
+                    Some(s) => Some(s.parse::<IdentityId>().map_err(|e| {
+                        Failure(
+                            "bad_request",
+                            format!("\"dismiss\" is not an identity id: {e}"),
+                        )
+                    })?),
+                };
+                Ok(json!(m.requests(dismiss).await.map_err(failed)?))
             }
             "read" => {
                 let who = contact_param(ctx, params, "contact")?

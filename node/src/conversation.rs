@@ -16,6 +16,7 @@
 //! "X" ‖ locator ‖ seq                → the envelope of a sent message on its session (sent again as it is)
 //! "E" ‖ generation ‖ SHA-256(session message) → the key of the receipt made for a text received ("R" ‖ …)
 //! "R" ‖ generation ‖ SHA-256(receipt message) → a receipt (its session and message), sent again if a text it answers comes again
+//! "W" ‖ locator                      → a request: someone who is not a contact wrote first (who, when, how often)
 //! ```
 //!
 //! The generation (u32 BE) is `time / MESSAGE_TTL`: the records that
@@ -178,6 +179,26 @@ pub struct MessageEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
 }
+
+/// Someone who is not a contact wrote first: who they say they are (not
+/// verified: their log is not known until they are added), and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The identity the first message names as its sender.
+    pub id: IdentityId,
+    /// When it first came (Unix seconds).
+    pub first_seen: u64,
+    /// When it last came (noted at most once per [`REQUEST_QUIET`]).
+    pub last_seen: u64,
+    /// How many times it was noted.
+    pub count: u32,
+}
+
+/// Requests kept, at most; the one seen longest ago goes first.
+pub const MAX_REQUESTS: usize = 64;
+/// A request already noted is noted again at most this often (seconds):
+/// a first message is sent again and again until it is answered.
+pub const REQUEST_QUIET: u64 = 60 * 60;
 
 /// An envelope to send, and where.
 #[derive(Debug, Clone)]
@@ -395,6 +416,9 @@ fn key_q(k: &[u8; 32], id: &IdentityId, seq: u64) -> Vec<u8> {
 }
 fn key_x(k: &[u8; 32], id: &IdentityId, seq: u64) -> Vec<u8> {
     [&b"X"[..], &locator(k, id), &seq.to_be_bytes()].concat()
+}
+fn key_w(k: &[u8; 32], id: &IdentityId) -> Vec<u8> {
+    [&b"W"[..], &locator(k, id)].concat()
 }
 /// The generation of `now`: [`MESSAGE_TTL`]-long spans of time. Records
 /// kept to recognise copies (`E`, `R`, `A`) are filed under the generation
@@ -1444,7 +1468,11 @@ impl Conversations {
                 .map_err(refused)?;
                 let from = opened.from;
                 let Some(state) = self.contact_state(&from).map_err(ReceiveFailure::Fatal)? else {
-                    // Strangers cannot write first: add them as a contact.
+                    // Strangers cannot write first: the message is refused
+                    // (their node sends it again until it is answered), and
+                    // the user sees who tried (`requests`) and may add them.
+                    self.note_request(&from, now, &mut b.ops)
+                        .map_err(ReceiveFailure::Fatal)?;
                     return Err(refused(format!(
                         "a first message from {from}, who is not a contact"
                     )));
@@ -1907,6 +1935,90 @@ impl Conversations {
             .collect();
         let out = self.mark_read(&marks, now)?;
         Ok((unread, out))
+    }
+
+    /// Notes that `from`, not a contact, wrote first (at most once per
+    /// [`REQUEST_QUIET`]; at most [`MAX_REQUESTS`] kept).
+    fn note_request(
+        &mut self,
+        from: &IdentityId,
+        now: u64,
+        ops: &mut Vec<Op>,
+    ) -> Result<(), ConversationError> {
+        let k = key_w(&self.key, from);
+        let mut req = match self.store.get(CF_MESSAGES, &k)? {
+            Some(v) => {
+                serde_json::from_slice(&secrets::open(&self.key, &k, &v)?).map_err(damaged)?
+            }
+            None => Request {
+                id: *from,
+                first_seen: now,
+                last_seen: now,
+                count: 0,
+            },
+        };
+        if req.count > 0 && now < req.last_seen.saturating_add(REQUEST_QUIET) {
+            return Ok(());
+        }
+        if req.count == 0 {
+            let kept = self.stored_requests()?;
+            if kept.len() >= MAX_REQUESTS {
+                if let Some((old, _)) = kept.iter().min_by_key(|(_, r)| r.last_seen) {
+                    ops.push(Op::Delete(CF_MESSAGES, old.clone()));
+                }
+            }
+            self.staged.push(MessageEvent {
+                seq: 0,
+                kind: "request",
+                contact: *from,
+                message: 0,
+                outgoing: false,
+                state: State::Received,
+                text: None,
+            });
+        }
+        req.last_seen = now;
+        req.count = req.count.saturating_add(1);
+        let json = serde_json::to_vec(&req).map_err(damaged)?;
+        ops.push(self.seal(&k, &json)?);
+        Ok(())
+    }
+
+    fn stored_requests(&self) -> Result<Vec<(Vec<u8>, Request)>, ConversationError> {
+        let mut out = Vec::new();
+        for (k, v) in self.store.scan(CF_MESSAGES, b"W", MAX_REQUESTS * 2)? {
+            let r: Request =
+                serde_json::from_slice(&secrets::open(&self.key, &k, &v)?).map_err(damaged)?;
+            out.push((k, r));
+        }
+        Ok(out)
+    }
+
+    /// Who wrote first without being a contact, the latest first. Those
+    /// added as contacts since are forgotten here (their next try is taken).
+    pub fn requests(&mut self) -> Result<Vec<Request>, ConversationError> {
+        let mut out = Vec::new();
+        let mut ops = Vec::new();
+        for (k, r) in self.stored_requests()? {
+            if contact_book::get(&self.store, &self.book(), &r.id)?.is_some() {
+                ops.push(Op::Delete(CF_MESSAGES, k));
+            } else {
+                out.push(r);
+            }
+        }
+        if !ops.is_empty() {
+            self.store.write(ops, true)?;
+        }
+        out.sort_by_key(|r| std::cmp::Reverse(r.last_seen));
+        Ok(out)
+    }
+
+    /// Forgets the request of `id`; whether there was one.
+    pub fn dismiss(&mut self, id: &IdentityId) -> Result<bool, ConversationError> {
+        let k = key_w(&self.key, id);
+        let was = self.store.get(CF_MESSAGES, &k)?.is_some();
+        self.store.write(vec![Op::Delete(CF_MESSAGES, k)], true)?;
+        Ok(was)
     }
 
     /// Sent messages waiting for their receipts.
@@ -2406,11 +2518,32 @@ mod tests {
         ));
         alice.send(&b.own.state.id, "hi", NOW).unwrap();
         let out = alice.due(NOW).unwrap();
-        let before = everything(&b);
         let (r, back) = bob.receive(&envelopes(&out), NOW).unwrap();
         assert_eq!(r, [Received::Refused]);
         assert!(back.is_empty());
+        // Nothing of the message is kept; Bob sees that Alice wrote first.
+        assert!(bob.history(None, usize::MAX).unwrap().is_empty());
+        let alice_id = a.own.state.id;
+        let seen = bob.requests().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!((seen[0].id, seen[0].count), (alice_id, 1));
+        assert!(bob.events_after(0, 10).iter().any(|e| e.kind == "request"));
+        // Her tries again within the hour change nothing.
+        let before = everything(&b);
+        let again = alice.due(NOW + 60).unwrap();
+        assert_eq!(
+            bob.receive(&envelopes(&again), NOW + 60).unwrap().0,
+            [Received::Refused]
+        );
         assert_eq!(everything(&b), before);
+        // Bob adds her: her next try is taken, and the request is gone.
+        knows(&b, &a);
+        let next = alice.due(NOW + 3600).unwrap();
+        let (r, back) = bob.receive(&envelopes(&next), NOW + 3600).unwrap();
+        assert_eq!(r, [Received::Taken]);
+        assert!(!back.is_empty());
+        assert!(bob.requests().unwrap().is_empty());
+        assert_eq!(texts(&bob, &alice_id), [(1, "hi".to_string())]);
     }
 
     #[test]

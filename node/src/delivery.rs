@@ -30,7 +30,7 @@ use tracing::{debug, info, warn};
 
 use crate::chain::unix_now;
 use crate::conversation::{
-    ConversationError, Conversations, Message, MessageEvent, Outgoing, Received, Sent,
+    ConversationError, Conversations, Message, MessageEvent, Outgoing, Received, Request, Sent,
 };
 use crate::mailbox::{digest, Deposit, Mailbox};
 
@@ -85,6 +85,10 @@ enum Ask {
     Forget {
         id: IdentityId,
         reply: oneshot::Sender<Result<usize, ConversationError>>,
+    },
+    Requests {
+        dismiss: Option<IdentityId>,
+        reply: oneshot::Sender<Result<Vec<Request>, ConversationError>>,
     },
     MarkRead {
         marks: Vec<(IdentityId, Vec<u64>)>,
@@ -161,6 +165,18 @@ impl Messenger {
         Ok(self
             .owner
             .ask(|reply| Ask::Unread { mark, reply })
+            .await??)
+    }
+
+    /// Who wrote first without being a contact (after forgetting the
+    /// request of `dismiss`, if given).
+    pub async fn requests(
+        &self,
+        dismiss: Option<IdentityId>,
+    ) -> Result<Vec<Request>, DeliveryError> {
+        Ok(self
+            .owner
+            .ask(|reply| Ask::Requests { dismiss, reply })
             .await??)
     }
 
@@ -463,6 +479,16 @@ impl State {
                     self.reload().await;
                 }
                 let _ = reply.send(r);
+            }
+            Ask::Requests { dismiss, reply } => {
+                let r = lend(&mut self.convs, move |c| {
+                    if let Some(id) = dismiss {
+                        c.dismiss(&id)?;
+                    }
+                    c.requests()
+                })
+                .await;
+                let _ = reply.send(r.unwrap_or_else(|| Err(gone())));
             }
             Ask::Forget { id, reply } => {
                 let r = lend(&mut self.convs, move |c| c.forget(&id)).await;

@@ -201,6 +201,14 @@ enum ContactCommand {
     },
     /// List contacts.
     List,
+    /// Who wrote to you first without being a contact (their messages wait
+    /// until you add them, e.g. with `cairn contact fetch ID`).
+    #[cfg(feature = "network")]
+    Requests {
+        /// Forget the request of this identity id.
+        #[arg(long, value_name = "ID")]
+        dismiss: Option<String>,
+    },
     /// Give a contact another name.
     Rename {
         /// Identity id or current name.
@@ -390,6 +398,10 @@ fn run(args: Cli, out: &cli::Output) -> anyhow::Result<()> {
                 cli::anchor::add(&ctx, out, &bitcoin, &bundle, name.as_deref())
             }
             ContactCommand::List => cli::anchor::list(&ctx, out),
+            #[cfg(feature = "network")]
+            ContactCommand::Requests { dismiss } => {
+                cli::messages::requests(&ctx, out, dismiss.as_deref())
+            }
             ContactCommand::Rename { contact, name } => {
                 cli::anchor::rename(&ctx, out, &bitcoin, &contact, &name)
             }

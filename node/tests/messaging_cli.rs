@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use cairn_devnet::Devnet;
 use cairn_node::api::ApiClient;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// A running node and where it is.
 struct Node {
@@ -510,6 +510,54 @@ fn a_node_back_from_away_fetches_its_contacts_newer_records() {
         &["--json", "send", "alice", "did you move?"],
     ));
     assert_eq!(receive(&w.alice, "bob", 1, 90), ["did you move?"]);
+}
+
+#[test]
+fn a_stranger_who_writes_first_waits_as_a_request_until_added() {
+    let w = world();
+    // Alice no longer has Bob as a contact; Bob still has her.
+    ok_json(&cairn(
+        &w.alice.dir,
+        &["--json", "contact", "remove", "bob", "--yes"],
+    ));
+    let bob_id = ok_json(&cairn(&w.bob.dir, &["--json", "id"]))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok_json(&cairn(
+        &w.bob.dir,
+        &["--json", "send", "alice", "still there?"],
+    ));
+    // Alice's node refuses his first message and shows who wrote.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = ok_json(&cairn(&w.alice.dir, &["--json", "contact", "requests"]));
+        if r.as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["id"] == bob_id.as_str())
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no request from Bob: {r}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(read_inbox_all(&mut w.alice.api()).is_empty());
+    // She adds him back from the network: his message comes through (his
+    // node sends it again until it is answered), and the request is gone.
+    ok_json(&cairn(
+        &w.alice.dir,
+        &["--json", "contact", "fetch", &bob_id, "--name", "bob"],
+    ));
+    assert_eq!(receive(&w.alice, "bob", 1, 90), ["still there?"]);
+    let r = ok_json(&cairn(&w.alice.dir, &["--json", "contact", "requests"]));
+    assert_eq!(r, json!([]));
+}
+
+/// Everything unread in `api`'s inbox, left unread.
+fn read_inbox_all(api: &mut ApiClient) -> Vec<Value> {
+    let unread = api.call("inbox", json!({ "mark_read": false })).unwrap();
+    unread.as_array().unwrap().clone()
 }
 
 fn hex(s: &str) -> Vec<u8> {

@@ -181,6 +181,34 @@ pub fn inbox(ctx: &Context, out: &Output) -> Result<()> {
     Ok(())
 }
 
+/// `cairn contact requests [--dismiss ID]`: who wrote first without being
+/// a contact.
+pub fn requests(ctx: &Context, out: &Output, dismiss: Option<&str>) -> Result<()> {
+    let list = client(ctx)?.call("requests", json!({ "dismiss": dismiss }))?;
+    if out.json {
+        out.json(&list);
+        return Ok(());
+    }
+    let list = list.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        out.line("No one who is not a contact has written to you.");
+    }
+    for r in &list {
+        out.line(&format!(
+            "{}  wrote first {} time(s), last at {} (Unix time); not verified until you add them",
+            r["id"].as_str().unwrap_or_default(),
+            r["count"],
+            r["last_seen"],
+        ));
+    }
+    if !list.is_empty() {
+        out.line(
+            "Add one with `cairn contact fetch ID --name NAME`: their message then comes through.",
+        );
+    }
+    Ok(())
+}
+
 /// `cairn messages [CONTACT] [--limit N]`.
 pub fn history(ctx: &Context, out: &Output, with: Option<&str>, limit: u64) -> Result<()> {
     let mut c = client(ctx)?;
