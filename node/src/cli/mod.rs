@@ -27,6 +27,9 @@ use secrets::Purpose;
 pub struct Context {
     dir: DataDir,
     passphrase_file: Option<PathBuf>,
+    /// The keystore passphrase once asked for: a command that unlocks
+    /// twice (the wallet set up, then a payment signed) asks once.
+    known: std::sync::Mutex<Option<zeroize::Zeroizing<String>>>,
 }
 
 impl Context {
@@ -40,11 +43,20 @@ impl Context {
         Ok(Context {
             dir,
             passphrase_file,
+            known: std::sync::Mutex::new(None),
         })
     }
 
     fn passphrase(&self, purpose: Purpose) -> Result<zeroize::Zeroizing<String>> {
-        secrets::keystore_passphrase(self.passphrase_file.as_deref(), purpose)
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Purpose::Existing, Some(p)) = (purpose, known.as_ref()) {
+            return Ok(p.clone());
+        }
+        let p = secrets::keystore_passphrase(self.passphrase_file.as_deref(), purpose)?;
+        if purpose == Purpose::Existing {
+            *known = Some(p.clone());
+        }
+        Ok(p)
     }
 
     fn load(&self) -> Result<(cairn_node::Store, OwnIdentity)> {
