@@ -141,9 +141,13 @@ fn sync_quietly(
     network: ChainNetwork,
     source: &dyn ChainSource,
 ) -> Result<cairn_chain_anchor::HeaderChain> {
-    chain::sync(store, network, source, &mut |_| {})
-        .with_context(|| format!("syncing headers from {}", source.describe()))?;
-    Ok(chain::load(store, network)?)
+    let mut loaded = chain::load(store, network)?;
+    match chain::sync_loaded(store, &mut loaded, source, &mut |_| {}) {
+        Ok(_) => Ok(loaded),
+        // The chain in memory may be ahead of the store after a failure.
+        Err(e) => Err(anyhow::Error::new(e))
+            .with_context(|| format!("syncing headers from {}", source.describe())),
+    }
 }
 
 /// Syncs headers and refreshes the proofs of `id`'s stored anchors until

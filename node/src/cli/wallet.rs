@@ -45,15 +45,15 @@ pub(super) fn sync(
     funds: &mut Funds<'_>,
 ) -> Result<RpcSource> {
     let source = connect(settings)?;
+    let mut chain = chain::load(store, settings.network)?;
     let mut bar = Bar::new(out, "headers");
-    let synced = chain::sync(store, settings.network, &source, &mut |e| {
+    let synced = chain::sync_loaded(store, &mut chain, &source, &mut |e| {
         if let SyncEvent::Progress { height, target } = e {
             bar.draw(height, target);
         }
     });
     bar.finish();
     synced.with_context(|| format!("syncing headers from {}", source.describe()))?;
-    let chain = chain::load(store, settings.network)?;
     let mut bar = Bar::new(out, "blocks");
     let scanned = funds.scan(&chain, &source, store.identity_birthday()?, &mut |h, t| {
         bar.draw(h, t)
