@@ -21,6 +21,14 @@ pub enum ChainNetwork {
 }
 
 impl ChainNetwork {
+    /// Every network, mainnet first.
+    pub const ALL: [ChainNetwork; 4] = [
+        ChainNetwork::Mainnet,
+        ChainNetwork::Testnet4,
+        ChainNetwork::Signet,
+        ChainNetwork::Regtest,
+    ];
+
     /// The `chain` field Bitcoin Core's `getblockchaininfo` reports.
     pub fn core_chain_name(self) -> &'static str {
         match self {

@@ -365,6 +365,7 @@ async fn handle(ctx: &ApiContext, method: &str, params: Value) -> Result<Value, 
             let added = command(ctx, |reply| Command::AddContact {
                 bundle: Box::new(bundle),
                 name,
+                known_only: false,
                 reply,
             })
             .await?;
@@ -602,6 +603,7 @@ async fn contact_fetch(ctx: &ApiContext, params: &Value) -> Result<Value, Failur
         let added = command(ctx, |reply| Command::AddContact {
             bundle: Box::new(record.bundle),
             name,
+            known_only: false,
             reply,
         })
         .await?;

@@ -200,9 +200,15 @@ pub fn rename(
 }
 
 /// Removes contact `who` from the contact book; returns its id. (Its
-/// conversation is the caller's to forget: `conversation::forget`.)
+/// conversation is the caller's to forget: `conversation::forget`.) An id
+/// no longer in the book is returned as it is, so that a removal cut short
+/// can be run again to finish.
 pub fn remove(store: &Store, key: &ContactKey, who: &str) -> Result<IdentityId, ContactError> {
-    let (id, _) = find(store, key, who)?;
+    let id = match find(store, key, who) {
+        Ok((id, _)) => id,
+        Err(ContactError::NotAContact(id)) => return Ok(id),
+        Err(e) => return Err(e),
+    };
     contact_book::remove(store, key, &id)?;
     Ok(id)
 }
@@ -480,6 +486,12 @@ mod tests {
         assert!(matches!(
             find(&store, &key, &a.id.to_string()),
             Err(ContactError::NotAContact(_))
+        ));
+        // Again by id (to finish a removal cut short): fine; by name: gone.
+        assert_eq!(remove(&store, &key, &a.id.to_string()).unwrap(), a.id);
+        assert!(matches!(
+            remove(&store, &key, "ally"),
+            Err(ContactError::NoSuchName(_))
         ));
         assert_eq!(list(&store, &key).unwrap().len(), 1);
     }

@@ -199,6 +199,8 @@ pub const MAX_REQUESTS: usize = 64;
 /// A request already noted is noted again at most this often (seconds):
 /// a first message is sent again and again until it is answered.
 pub const REQUEST_QUIET: u64 = 60 * 60;
+/// New requests noted per hour, at most (more are refused unnoted).
+pub const NEW_REQUESTS_PER_HOUR: usize = 16;
 
 /// An envelope to send, and where.
 #[derive(Debug, Clone)]
@@ -385,6 +387,8 @@ pub struct Conversations {
     next_event: u64,
     /// Kept receipts sent again lately: when.
     resent: HashMap<Vec<u8>, u64>,
+    /// When new requests were noted in the last hour.
+    new_requests: VecDeque<u64>,
 }
 
 // Records of one contact are filed under its locator (a keyed hash of its
@@ -515,9 +519,10 @@ pub fn migrate_layout(store: &Store, key: &[u8; 32], now: u64) -> Result<usize, 
 }
 
 /// Deletes every record of the conversation with `id` (its sessions,
-/// handshake, messages, outbox), in one synced batch; returns how many
-/// messages went. (The records that recognise copies name no contact in
-/// their keys and are forgotten with their generation.)
+/// handshake, messages, outbox, and the answers kept to its first
+/// messages), in one synced batch; returns how many messages went. (The
+/// records of texts' receipts name no contact and go with their
+/// generation; without the sessions they answer for, they are never used.)
 pub fn forget(store: &Store, key: &[u8; 32], id: &IdentityId) -> Result<usize, ConversationError> {
     let loc = locator(key, id);
     let mut ops = Vec::new();
@@ -526,6 +531,12 @@ pub fn forget(store: &Store, key: &[u8; 32], id: &IdentityId) -> Result<usize, C
         let prefix = [&[letter][..], &loc].concat();
         for (k, _) in store.scan(CF_MESSAGES, &prefix, usize::MAX)? {
             messages += usize::from(letter == b'M');
+            ops.push(Op::Delete(CF_MESSAGES, k));
+        }
+    }
+    // A kept answer would be sent again for a session that is gone.
+    for (k, v) in store.scan(CF_MESSAGES, b"A", usize::MAX)? {
+        if secrets::open(key, &k, &v)?.get(..32) == Some(&id.0[..]) {
             ops.push(Op::Delete(CF_MESSAGES, k));
         }
     }
@@ -575,6 +586,7 @@ impl Conversations {
             events: VecDeque::new(),
             staged: Vec::new(),
             resent: HashMap::new(),
+            new_requests: VecDeque::new(),
             // Event numbers go on increasing across restarts, so that a
             // client's cursor stays valid.
             next_event: std::time::SystemTime::now()
@@ -598,6 +610,12 @@ impl Conversations {
             let id = IdentityId(id.try_into().map_err(damaged)?);
             if k != key_c(&self.key, &id) {
                 return Err(damaged("conversation filed under another contact"));
+            }
+            if contact_book::get(&self.store, &self.book(), &id)?.is_none() {
+                // The contact was removed, and the node stopped before its
+                // conversation went: it goes now.
+                forget(&self.store, &self.key, &id)?;
+                continue;
             }
             let state: ConvState = serde_json::from_slice(json).map_err(damaged)?;
             let mut conv = Conv {
@@ -644,6 +662,8 @@ impl Conversations {
     /// holds of it; returns how many messages went.
     pub fn forget(&mut self, id: &IdentityId) -> Result<usize, ConversationError> {
         let n = forget(&self.store, &self.key, id)?;
+        // Events kept for clients hold the texts: they go too.
+        self.events.retain(|e| e.contact != *id);
         self.reload()?;
         Ok(n)
     }
@@ -1253,8 +1273,10 @@ impl Conversations {
             touched,
             fresh,
             texts,
+            requests,
             ..
         } = b;
+        self.keep_requests(requests, &mut ops)?;
         for (id, n) in &touched {
             self.put_session(&mut ops, id, *n)?;
             self.put_conv(&mut ops, id)?;
@@ -1471,8 +1493,11 @@ impl Conversations {
                     // Strangers cannot write first: the message is refused
                     // (their node sends it again until it is answered), and
                     // the user sees who tried (`requests`) and may add them.
-                    self.note_request(&from, now, &mut b.ops)
-                        .map_err(ReceiveFailure::Fatal)?;
+                    if let Err(e) = self.note_request(&from, now, b) {
+                        tracing::warn!(
+                            "a request from someone who is not a contact was not noted: {e}"
+                        );
+                    }
                     return Err(refused(format!(
                         "a first message from {from}, who is not a contact"
                     )));
@@ -1937,56 +1962,102 @@ impl Conversations {
         Ok((unread, out))
     }
 
-    /// Notes that `from`, not a contact, wrote first (at most once per
-    /// [`REQUEST_QUIET`]; at most [`MAX_REQUESTS`] kept).
+    /// Notes in `b` that `from`, not a contact, wrote first: at most once
+    /// per [`REQUEST_QUIET`] each, and at most [`NEW_REQUESTS_PER_HOUR`]
+    /// new ones an hour (the ids are claims, and anyone may make up many).
+    /// [`Conversations::keep_requests`] writes them, keeping the newest
+    /// [`MAX_REQUESTS`].
     fn note_request(
         &mut self,
         from: &IdentityId,
         now: u64,
-        ops: &mut Vec<Op>,
+        b: &mut Batch,
     ) -> Result<(), ConversationError> {
-        let k = key_w(&self.key, from);
-        let mut req = match self.store.get(CF_MESSAGES, &k)? {
-            Some(v) => {
-                serde_json::from_slice(&secrets::open(&self.key, &k, &v)?).map_err(damaged)?
-            }
-            None => Request {
-                id: *from,
-                first_seen: now,
-                last_seen: now,
-                count: 0,
-            },
-        };
-        if req.count > 0 && now < req.last_seen.saturating_add(REQUEST_QUIET) {
+        if b.requests.contains_key(from) {
             return Ok(());
         }
-        if req.count == 0 {
-            let kept = self.stored_requests()?;
-            if kept.len() >= MAX_REQUESTS {
-                if let Some((old, _)) = kept.iter().min_by_key(|(_, r)| r.last_seen) {
-                    ops.push(Op::Delete(CF_MESSAGES, old.clone()));
+        // A contact whose log does not verify is not a stranger.
+        if contact_book::get(&self.store, &self.book(), from)?.is_some() {
+            return Ok(());
+        }
+        let k = key_w(&self.key, from);
+        let known: Option<Request> = match self.store.get(CF_MESSAGES, &k)? {
+            Some(v) => {
+                Some(serde_json::from_slice(&secrets::open(&self.key, &k, &v)?).map_err(damaged)?)
+            }
+            None => None,
+        };
+        let req = match known {
+            Some(r) if now < r.last_seen.saturating_add(REQUEST_QUIET) => return Ok(()),
+            Some(r) => Request {
+                last_seen: now,
+                count: r.count.saturating_add(1),
+                ..r
+            },
+            None => {
+                self.new_requests
+                    .retain(|t| now < t.saturating_add(60 * 60));
+                if self.new_requests.len() >= NEW_REQUESTS_PER_HOUR {
+                    return Ok(());
+                }
+                self.new_requests.push_back(now);
+                self.staged.push(MessageEvent {
+                    seq: 0,
+                    kind: "request",
+                    contact: *from,
+                    message: 0,
+                    outgoing: false,
+                    state: State::Received,
+                    text: None,
+                });
+                Request {
+                    id: *from,
+                    first_seen: now,
+                    last_seen: now,
+                    count: 1,
                 }
             }
-            self.staged.push(MessageEvent {
-                seq: 0,
-                kind: "request",
-                contact: *from,
-                message: 0,
-                outgoing: false,
-                state: State::Received,
-                text: None,
-            });
+        };
+        b.requests.insert(*from, req);
+        Ok(())
+    }
+
+    /// Writes the requests noted in a batch (into `ops`), keeping the
+    /// [`MAX_REQUESTS`] seen last of them and those stored.
+    fn keep_requests(
+        &self,
+        noted: BTreeMap<IdentityId, Request>,
+        ops: &mut Vec<Op>,
+    ) -> Result<(), ConversationError> {
+        if noted.is_empty() {
+            return Ok(());
         }
-        req.last_seen = now;
-        req.count = req.count.saturating_add(1);
-        let json = serde_json::to_vec(&req).map_err(damaged)?;
-        ops.push(self.seal(&k, &json)?);
+        let mut all: Vec<(Vec<u8>, Request, bool)> = self
+            .stored_requests()?
+            .into_iter()
+            .filter(|(_, r)| !noted.contains_key(&r.id))
+            .map(|(k, r)| (k, r, false))
+            .collect();
+        all.extend(
+            noted
+                .into_values()
+                .map(|r| (key_w(&self.key, &r.id), r, true)),
+        );
+        all.sort_by_key(|(_, r, _)| std::cmp::Reverse(r.last_seen));
+        for (i, (k, r, fresh)) in all.into_iter().enumerate() {
+            if i >= MAX_REQUESTS {
+                ops.push(Op::Delete(CF_MESSAGES, k));
+            } else if fresh {
+                let json = serde_json::to_vec(&r).map_err(damaged)?;
+                ops.push(self.seal(&k, &json)?);
+            }
+        }
         Ok(())
     }
 
     fn stored_requests(&self) -> Result<Vec<(Vec<u8>, Request)>, ConversationError> {
         let mut out = Vec::new();
-        for (k, v) in self.store.scan(CF_MESSAGES, b"W", MAX_REQUESTS * 2)? {
+        for (k, v) in self.store.scan(CF_MESSAGES, b"W", usize::MAX)? {
             let r: Request =
                 serde_json::from_slice(&secrets::open(&self.key, &k, &v)?).map_err(damaged)?;
             out.push((k, r));
@@ -2048,6 +2119,8 @@ struct Batch {
     /// Texts taken on a session: contact, number, and the key of the
     /// record that keeps the receipt made for them.
     texts: Vec<(IdentityId, u64, Vec<u8>)>,
+    /// Requests noted (someone who is not a contact wrote first).
+    requests: BTreeMap<IdentityId, Request>,
 }
 
 enum ReceiveFailure {
@@ -2544,6 +2617,30 @@ mod tests {
         assert!(!back.is_empty());
         assert!(bob.requests().unwrap().is_empty());
         assert_eq!(texts(&bob, &alice_id), [(1, "hi".to_string())]);
+    }
+
+    #[test]
+    fn requests_are_bounded_however_many_strangers_write() {
+        let b = side();
+        let mut bob = convs(&b, b"bob-node");
+        let mut first = Vec::new();
+        for _ in 0..NEW_REQUESTS_PER_HOUR + 2 {
+            let s = side();
+            knows(&s, &b);
+            let mut c = convs(&s, b"stranger-node");
+            c.send(&b.own.state.id, "hello", NOW).unwrap();
+            first.extend(envelopes(&c.due(NOW).unwrap()));
+        }
+        // All in one batch: at most so many new requests an hour.
+        let (r, _) = bob.receive(&first, NOW).unwrap();
+        assert!(r.iter().all(|r| *r == Received::Refused));
+        assert_eq!(bob.requests().unwrap().len(), NEW_REQUESTS_PER_HOUR);
+        let events = bob.events_after(0, 100);
+        assert_eq!(events.len(), NEW_REQUESTS_PER_HOUR);
+        // An hour on, the rest are noted too.
+        bob.receive(&first, NOW + 3600).unwrap();
+        assert_eq!(bob.requests().unwrap().len(), NEW_REQUESTS_PER_HOUR + 2);
+        const { assert!(NEW_REQUESTS_PER_HOUR + 2 <= MAX_REQUESTS) };
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub enum Command {
         bundle: Box<Bundle>,
         /// Its name, if given.
         name: Option<String>,
+        /// Only update a contact the node has (a newer record seen in the
+        /// network): a contact removed meanwhile is not added back.
+        known_only: bool,
         /// The answer.
         reply: oneshot::Sender<Result<Added, CommandError>>,
     },
@@ -325,8 +328,22 @@ impl Round {
             Some(Command::AddContact {
                 bundle,
                 name,
+                known_only,
                 reply,
             }) => {
+                if known_only {
+                    let id = bundle
+                        .log
+                        .events()
+                        .first()
+                        .map(|e| IdentityId::of_inception(e.event_bytes()));
+                    let known = id.map(|id| {
+                        crate::contact_book::get(&self.store, &self.options.contacts, &id)
+                    });
+                    if !matches!(known, Some(Ok(Some(_)))) {
+                        return;
+                    }
+                }
                 let added = contacts::add(
                     &self.store,
                     &self.options.contacts,

@@ -515,6 +515,7 @@ fn offer_newer(
     let _ = commands.try_send(Command::AddContact {
         bundle: Box::new(bundle),
         name: None,
+        known_only: true,
         reply,
     });
 }

@@ -457,6 +457,10 @@ impl Store {
             }
             let Some(log) = self.log(&id)? else {
                 tracing::warn!("a contact without its log is dropped while the store is upgraded");
+                for network in ChainNetwork::ALL {
+                    self.delete_space(&mut batch, network.core_chain_name(), &id);
+                }
+                self.delete_space(&mut batch, SEALED_SPACE, &id);
                 continue;
             };
             let mut bundle = Bundle {
@@ -465,12 +469,7 @@ impl Store {
                 anchors: Vec::new(),
                 sealed: self.sealed_rotations(&id)?,
             };
-            for network in [
-                ChainNetwork::Mainnet,
-                ChainNetwork::Testnet4,
-                ChainNetwork::Signet,
-                ChainNetwork::Regtest,
-            ] {
+            for network in ChainNetwork::ALL {
                 let anchors = self.anchors(network, &id)?;
                 if !anchors.is_empty() && bundle.anchors.is_empty() {
                     bundle.genesis = ChainParams::new(network).genesis_hash();

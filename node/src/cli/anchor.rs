@@ -56,6 +56,12 @@ pub fn anchor(
     let existing = store.anchors(network, &id)?;
     let txid = match existing.first() {
         Some(a) => {
+            // Stored before it was sent: the wallet keeps its coins spent,
+            // and the network gets it again (it may never have gone out).
+            wallet.record(a.tx.clone(), unix_now())?;
+            if let Err(e) = source.broadcast(&a.tx) {
+                tracing::info!(error = %e, "rebroadcast of the inception seal");
+            }
             if !out.json {
                 out.line(&format!(
                     "The inception seal was broadcast before: transaction {}.",

@@ -248,7 +248,7 @@ pub fn chat(ctx: &Context, out: &Output, with: &str) -> Result<()> {
     // What is on the screen is read; other contacts' messages stay unread.
     std::io::stdout().flush()?;
     if !shown.is_empty() {
-        c.call("read", json!({ "contact": contact_id, "seqs": shown }))?;
+        let _ = c.call("read", json!({ "contact": contact_id, "seqs": shown }));
     }
     let interactive = std::io::stdin().is_terminal();
     if interactive {
