@@ -132,15 +132,7 @@ pub fn add(
         }
     }
     if let Some(n) = &record.name {
-        if let Some(other) = contact_book::all(store, key)?
-            .into_iter()
-            .find(|c| c.id != id && c.record.name.as_deref() == Some(n))
-        {
-            return Err(ContactError::NameTaken {
-                name: n.clone(),
-                other: other.id,
-            });
-        }
+        name_free(store, key, &id, n)?;
     }
     contact_book::put(store, key, network, &id, &bundle, &record)?;
     Ok(Added {
@@ -150,6 +142,25 @@ pub fn add(
         rotation_index: state.rotation_index(),
         anchors: bundle.anchors.len(),
     })
+}
+
+/// Refuses `name` if a contact other than `id` has it.
+fn name_free(
+    store: &Store,
+    key: &ContactKey,
+    id: &IdentityId,
+    name: &str,
+) -> Result<(), ContactError> {
+    match contact_book::all(store, key)?
+        .into_iter()
+        .find(|c| c.id != *id && c.record.name.as_deref() == Some(name))
+    {
+        Some(other) => Err(ContactError::NameTaken {
+            name: name.to_string(),
+            other: other.id,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The contact `who` names: an identity id, or a contact's name.
@@ -179,15 +190,7 @@ pub fn rename(
 ) -> Result<ContactView, ContactError> {
     check_name(name)?;
     let (id, _) = find(store, key, who)?;
-    if let Some(other) = contact_book::all(store, key)?
-        .into_iter()
-        .find(|c| c.id != id && c.record.name.as_deref() == Some(name))
-    {
-        return Err(ContactError::NameTaken {
-            name: name.to_string(),
-            other: other.id,
-        });
-    }
+    name_free(store, key, &id, name)?;
     let mut c = contact_book::get(store, key, &id)?.ok_or(ContactError::NotAContact(id))?;
     c.record.name = Some(name.to_string());
     contact_book::put(store, key, network, &id, &c.bundle_on(network), &c.record)?;

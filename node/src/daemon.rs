@@ -368,25 +368,30 @@ impl Round {
             Some(Command::RenameContact { who, name, reply }) => {
                 let (store, key) = (&self.store, &self.options.contacts);
                 let renamed = contacts::rename(store, key, self.options.network, &who, &name);
-                let ok = renamed.is_ok();
-                let _ = reply.send(renamed.map_err(CommandError::from));
-                if ok {
-                    self.checked = None;
-                    let _ = self.once();
-                }
+                self.answer_change(reply, renamed);
             }
             Some(Command::RemoveContact { who, reply }) => {
                 let removed = contacts::remove(&self.store, &self.options.contacts, &who);
-                let ok = removed.is_ok();
-                let _ = reply.send(removed.map_err(CommandError::from));
-                if ok {
-                    self.checked = None;
-                    let _ = self.once();
-                }
+                self.answer_change(reply, removed);
             }
             Some(Command::Verify { who, reply }) => {
                 let _ = reply.send(self.verify(who.as_deref()));
             }
+        }
+    }
+
+    /// Answers a change to the contacts; when it was made, the contacts are
+    /// checked again at once (the view lists them).
+    fn answer_change<T>(
+        &mut self,
+        reply: oneshot::Sender<Result<T, CommandError>>,
+        result: Result<T, ContactError>,
+    ) {
+        let ok = result.is_ok();
+        let _ = reply.send(result.map_err(CommandError::from));
+        if ok {
+            self.checked = None;
+            let _ = self.once();
         }
     }
 
