@@ -316,9 +316,13 @@ async fn a_restarted_node_keeps_its_peer_id_and_records_and_reconnects() {
         node.net.status().await.unwrap().peers >= 1
     })
     .await;
-    // It serves the record it kept.
-    let served = boot.net.fetch_from(first_peer, key).await.unwrap();
-    assert_eq!(served, bytes);
+    // It serves the record it kept. (The bootstrap node may still hold the
+    // closing connection of the first run and dial its old address once:
+    // asked again until the new connection answers.)
+    eventually(30, "the record served by the restarted node", || async {
+        boot.net.fetch_from(first_peer, key.clone()).await.ok() == Some(bytes.clone())
+    })
+    .await;
     node.net.stop().await;
     boot.net.stop().await;
 }
