@@ -127,6 +127,7 @@ impl From<DecodeError> for StoreError {
 /// The node's store.
 pub struct Store {
     db: DB,
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -161,7 +162,10 @@ impl Store {
                 StoreError::Db(e)
             }
         })?;
-        let store = Store { db };
+        let store = Store {
+            db,
+            read_only: false,
+        };
         match store.schema_version()? {
             None => store.put_meta(KEY_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?,
             Some(v) if v > SCHEMA_VERSION => {
@@ -205,7 +209,10 @@ impl Store {
         opts.set_max_open_files(-1);
         let names = Self::family_names(&opts, path);
         let db = DB::open_cf_for_read_only(&opts, path, &names, false)?;
-        let store = Store { db };
+        let store = Store {
+            db,
+            read_only: true,
+        };
         match store.schema_version()? {
             Some(SCHEMA_VERSION) => Ok(store),
             Some(v) if v > SCHEMA_VERSION => Err(StoreError::NewerSchema {
@@ -217,6 +224,11 @@ impl Store {
                 "schema version {other:?} cannot be read without migrating it; stop the node or let it migrate the store"
             ))),
         }
+    }
+
+    /// Whether this store was opened read-only (a node holds it).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {

@@ -359,7 +359,7 @@ fn the_funding_wallet_pays_and_anchors_the_identity_through_the_cli() {
     let v = ok_json(&cairn(&bob, &["--json", "contact", "verify", "carol"]));
     assert_eq!(v["verdict"]["status"], "unanchored", "{v}");
     wait_for_node(&bob, |s| s["watched"] == 2);
-    let err = failure(&cairn(&bob, &["wallet", "balance"]));
+    let err = failure(&cairn(&bob, &["wallet", "address"]));
     assert!(err.contains("node is running"), "{err}");
     let err = failure(&cairn(&bob, &["node", "--api", "127.0.0.1:0"]));
     assert!(err.contains("already running"), "{err}");

@@ -685,6 +685,14 @@ fn bob_rotates_mid_conversation_and_it_goes_on_without_a_manual_step() {
         &["--json", "contact", "verify", "bob"],
     ));
     assert_eq!(v["verdict"]["status"], "current", "{v}");
+    // While his node runs, Bob's balance is the one of the wallet's last
+    // scan, and says so.
+    let b = ok_json(&cairn(&w.bob.dir, &["--json", "wallet", "balance"]));
+    assert!(b["total_sat"].as_u64().unwrap() > 900_000, "{b}");
+    assert!(
+        b["stale"].as_str().unwrap().contains("node is running"),
+        "{b}"
+    );
 
     // Bob rotates (his node stopped: rotating needs the store and the seed).
     w.bob.stop();

@@ -26,6 +26,11 @@ pub(super) fn open<'s>(
     if let Some(f) = Funds::load(store, settings.network)? {
         return Ok(f);
     }
+    if store.is_read_only() {
+        anyhow::bail!(
+            "the funding wallet is not set up yet, and the running node holds the store; stop it (`cairn node stop`) and run `cairn wallet address`"
+        );
+    }
     eprintln!(
         "Setting up the funding wallet for {} (once per network): unlocking the seed.",
         settings.network.core_chain_name()
@@ -89,10 +94,17 @@ pub fn address(ctx: &Context, out: &Output, args: &BitcoinArgs) -> Result<()> {
 /// `cairn wallet balance`.
 pub fn balance(ctx: &Context, out: &Output, args: &BitcoinArgs) -> Result<()> {
     let settings = args.settings(ctx)?;
-    let (store, own) = ctx.load()?;
+    let (store, own) = ctx.load_to_read()?;
     let mut funds = open(ctx, &store, &own, &settings)?;
-    // Without a source, show what the wallet knew at its last scan.
-    let fresh = sync(out, &store, &settings, &mut funds);
+    // Without a source, or while the node holds the store, show what the
+    // wallet knew at its last scan.
+    let fresh = if store.is_read_only() {
+        Err(anyhow::anyhow!(
+            "the node is running and holds the store: stop it to bring the wallet up to date"
+        ))
+    } else {
+        sync(out, &store, &settings, &mut funds).map(|_| ())
+    };
     let b = funds.balance();
     let tip = funds.tip();
     let note = fresh.as_ref().err().map(|e| format!("{e:#}"));
