@@ -386,9 +386,9 @@ async fn handle(ctx: &ApiContext, method: &str, params: Value) -> Result<Value, 
             let who = string_param(&params, "who")?
                 .ok_or_else(|| Failure("bad_request", "\"who\" is required".into()))?
                 .to_string();
-            let id = command(ctx, |reply| Command::RemoveContact { who, reply }).await?;
+            let (id, was) = command(ctx, |reply| Command::RemoveContact { who, reply }).await?;
             let messages = forget_conversation(ctx, id).await?;
-            Ok(json!({"id": id, "removed": true, "messages_deleted": messages}))
+            Ok(json!({"id": id, "removed": was, "messages_deleted": messages}))
         }
         "send" | "messages" | "inbox" | "read" | "requests" | "message_events" => {
             messages(ctx, method, &params).await

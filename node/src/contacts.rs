@@ -202,18 +202,22 @@ pub fn rename(
     })
 }
 
-/// Removes contact `who` from the contact book; returns its id. (Its
-/// conversation is the caller's to forget: `conversation::forget`.) An id
-/// no longer in the book is returned as it is, so that a removal cut short
-/// can be run again to finish.
-pub fn remove(store: &Store, key: &ContactKey, who: &str) -> Result<IdentityId, ContactError> {
+/// Removes contact `who` from the contact book; returns its id and
+/// whether it was a contact. (Its conversation is the caller's to forget:
+/// `conversation::forget`.) An id no longer in the book is returned as it
+/// is, so that a removal cut short can be run again to finish.
+pub fn remove(
+    store: &Store,
+    key: &ContactKey,
+    who: &str,
+) -> Result<(IdentityId, bool), ContactError> {
     let id = match find(store, key, who) {
         Ok((id, _)) => id,
-        Err(ContactError::NotAContact(id)) => return Ok(id),
+        Err(ContactError::NotAContact(id)) => return Ok((id, false)),
         Err(e) => return Err(e),
     };
     contact_book::remove(store, key, &id)?;
-    Ok(id)
+    Ok((id, true))
 }
 
 /// One contact, as `cairn contact list` and the API's `contacts` show it.
@@ -485,13 +489,16 @@ mod tests {
         assert_eq!((r.id, r.name.as_deref(), r.added), (a.id, Some("ally"), 1));
         assert_eq!(find(&store, &key, "ally").unwrap().0, a.id);
         assert_eq!(kept_log(&store, &key, &a.id).len(), 2, "the log stays");
-        assert_eq!(remove(&store, &key, "ally").unwrap(), a.id);
+        assert_eq!(remove(&store, &key, "ally").unwrap(), (a.id, true));
         assert!(matches!(
             find(&store, &key, &a.id.to_string()),
             Err(ContactError::NotAContact(_))
         ));
         // Again by id (to finish a removal cut short): fine; by name: gone.
-        assert_eq!(remove(&store, &key, &a.id.to_string()).unwrap(), a.id);
+        assert_eq!(
+            remove(&store, &key, &a.id.to_string()).unwrap(),
+            (a.id, false)
+        );
         assert!(matches!(
             remove(&store, &key, "ally"),
             Err(ContactError::NoSuchName(_))

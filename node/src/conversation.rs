@@ -519,10 +519,11 @@ pub fn migrate_layout(store: &Store, key: &[u8; 32], now: u64) -> Result<usize, 
 }
 
 /// Deletes every record of the conversation with `id` (its sessions,
-/// handshake, messages, outbox, and the answers kept to its first
-/// messages), in one synced batch; returns how many messages went. (The
-/// records of texts' receipts name no contact and go with their
-/// generation; without the sessions they answer for, they are never used.)
+/// handshake, messages, outbox), in one synced batch; returns how many
+/// messages went. The records that recognise copies go with their
+/// generation: an answer kept for a first message stays, so that a late
+/// copy of that message is recognised (and dropped, its conversation being
+/// gone) rather than taken as new.
 pub fn forget(store: &Store, key: &[u8; 32], id: &IdentityId) -> Result<usize, ConversationError> {
     let loc = locator(key, id);
     let mut ops = Vec::new();
@@ -531,12 +532,6 @@ pub fn forget(store: &Store, key: &[u8; 32], id: &IdentityId) -> Result<usize, C
         let prefix = [&[letter][..], &loc].concat();
         for (k, _) in store.scan(CF_MESSAGES, &prefix, usize::MAX)? {
             messages += usize::from(letter == b'M');
-            ops.push(Op::Delete(CF_MESSAGES, k));
-        }
-    }
-    // A kept answer would be sent again for a session that is gone.
-    for (k, v) in store.scan(CF_MESSAGES, b"A", usize::MAX)? {
-        if secrets::open(key, &k, &v)?.get(..32) == Some(&id.0[..]) {
             ops.push(Op::Delete(CF_MESSAGES, k));
         }
     }
@@ -1276,7 +1271,10 @@ impl Conversations {
             requests,
             ..
         } = b;
-        self.keep_requests(requests, &mut ops)?;
+        if let Err(e) = self.keep_requests(requests, &mut ops) {
+            // The contacts' envelopes in the batch are taken all the same.
+            tracing::warn!("requests from strangers were not kept: {e}");
+        }
         for (id, n) in &touched {
             self.put_session(&mut ops, id, *n)?;
             self.put_conv(&mut ops, id)?;
@@ -1526,7 +1524,12 @@ impl Conversations {
                     .kept(now, |g| key_a(g, &accepted.answer_address))
                     .map_err(fatal)?;
                 if let Some((k, v)) = before {
-                    // This first message was taken before: its answer again.
+                    // This first message was taken before: its answer
+                    // again, unless the conversation it opened was since
+                    // forgotten (the contact removed): then nothing.
+                    if !self.convs.contains_key(&from) {
+                        return Ok(Received::Taken);
+                    }
                     let plain = secrets::open(&self.key, &k, &v).map_err(fatal)?;
                     b.out.push(Outgoing {
                         contact: from,
@@ -2001,15 +2004,6 @@ impl Conversations {
                     return Ok(());
                 }
                 self.new_requests.push_back(now);
-                self.staged.push(MessageEvent {
-                    seq: 0,
-                    kind: "request",
-                    contact: *from,
-                    message: 0,
-                    outgoing: false,
-                    state: State::Received,
-                    text: None,
-                });
                 Request {
                     id: *from,
                     first_seen: now,
@@ -2023,31 +2017,47 @@ impl Conversations {
     }
 
     /// Writes the requests noted in a batch (into `ops`), keeping the
-    /// [`MAX_REQUESTS`] seen last of them and those stored.
+    /// [`MAX_REQUESTS`] seen last of them and those stored (the batch's
+    /// first on a tie), and stages an event for each new one kept.
     fn keep_requests(
-        &self,
+        &mut self,
         noted: BTreeMap<IdentityId, Request>,
         ops: &mut Vec<Op>,
     ) -> Result<(), ConversationError> {
         if noted.is_empty() {
             return Ok(());
         }
-        let mut all: Vec<(Vec<u8>, Request, bool)> = self
-            .stored_requests()?
-            .into_iter()
-            .filter(|(_, r)| !noted.contains_key(&r.id))
-            .map(|(k, r)| (k, r, false))
+        let mut all: Vec<(Vec<u8>, Request, bool)> = noted
+            .into_values()
+            .map(|r| (key_w(&self.key, &r.id), r, true))
             .collect();
+        let fresh: std::collections::HashSet<IdentityId> =
+            all.iter().map(|(_, r, _)| r.id).collect();
         all.extend(
-            noted
-                .into_values()
-                .map(|r| (key_w(&self.key, &r.id), r, true)),
+            self.stored_requests()?
+                .into_iter()
+                .filter(|(_, r)| !fresh.contains(&r.id))
+                .map(|(k, r)| (k, r, false)),
         );
+        // Stable: on a tie, the batch's (first in the list) stay.
         all.sort_by_key(|(_, r, _)| std::cmp::Reverse(r.last_seen));
-        for (i, (k, r, fresh)) in all.into_iter().enumerate() {
+        for (i, (k, r, noted)) in all.into_iter().enumerate() {
             if i >= MAX_REQUESTS {
-                ops.push(Op::Delete(CF_MESSAGES, k));
-            } else if fresh {
+                if !noted {
+                    ops.push(Op::Delete(CF_MESSAGES, k));
+                }
+            } else if noted {
+                if r.count == 1 {
+                    self.staged.push(MessageEvent {
+                        seq: 0,
+                        kind: "request",
+                        contact: r.id,
+                        message: 0,
+                        outgoing: false,
+                        state: State::Received,
+                        text: None,
+                    });
+                }
                 let json = serde_json::to_vec(&r).map_err(damaged)?;
                 ops.push(self.seal(&k, &json)?);
             }
@@ -2617,6 +2627,27 @@ mod tests {
         assert!(!back.is_empty());
         assert!(bob.requests().unwrap().is_empty());
         assert_eq!(texts(&bob, &alice_id), [(1, "hi".to_string())]);
+    }
+
+    #[test]
+    fn a_late_copy_of_a_forgotten_first_message_is_dropped() {
+        let (a, b) = (side(), side());
+        knows(&a, &b);
+        knows(&b, &a);
+        let mut alice = convs(&a, b"alice-node");
+        let mut bob = convs(&b, b"bob-node");
+        alice.send(&b.own.state.id, "hello", NOW).unwrap();
+        let first = envelopes(&alice.due(NOW).unwrap());
+        let (r, back) = bob.receive(&first, NOW).unwrap();
+        assert_eq!((r, back.len()), (vec![Received::Taken], 2));
+        bob.forget(&a.own.state.id).unwrap();
+        // Bob re-adds Alice at once; her first message comes again late.
+        let before = everything(&b);
+        let (r, back) = bob.receive(&first, NOW + 60).unwrap();
+        assert_eq!(r, [Received::Taken]);
+        assert!(back.is_empty(), "no answer for a session that is gone");
+        assert_eq!(everything(&b), before);
+        assert!(bob.history(None, usize::MAX).unwrap().is_empty());
     }
 
     #[test]

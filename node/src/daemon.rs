@@ -78,8 +78,8 @@ pub enum Command {
     RemoveContact {
         /// Which contact.
         who: String,
-        /// The answer: its id.
-        reply: oneshot::Sender<Result<IdentityId, CommandError>>,
+        /// The answer: its id, and whether it was a contact.
+        reply: oneshot::Sender<Result<(IdentityId, bool), CommandError>>,
     },
     /// Sync the headers and check one contact (by id or name) or every
     /// contact, as `cairn contact verify` does.

@@ -145,7 +145,8 @@ impl WalletPersister for FundsStore<'_> {
             all.merge(cs);
         }
         p.next_seq = records.last().map_or(0, |(s, _)| s + 1);
-        if records.len() > COMPACT_AFTER {
+        // (Not in a store opened read-only while the node holds it.)
+        if records.len() > COMPACT_AFTER && !p.store.is_read_only() {
             let merged = serde_json::to_vec(&all).map_err(|e| FundsError::Corrupt {
                 seq: p.next_seq - 1,
                 reason: e.to_string(),

@@ -56,11 +56,14 @@ pub fn anchor(
     let existing = store.anchors(network, &id)?;
     let txid = match existing.first() {
         Some(a) => {
-            // Stored before it was sent: the wallet keeps its coins spent,
-            // and the network gets it again (it may never have gone out).
-            wallet.record(a.tx.clone(), unix_now())?;
-            if let Err(e) = source.broadcast(&a.tx) {
-                tracing::info!(error = %e, "rebroadcast of the inception seal");
+            // Stored before it was sent, and not known confirmed: the
+            // wallet keeps its coins spent, and the network gets it again
+            // (it may never have gone out).
+            if a.proof.is_none() {
+                wallet.record(a.tx.clone(), unix_now())?;
+                if let Err(e) = source.broadcast(&a.tx) {
+                    tracing::info!(error = %e, "rebroadcast of the inception seal");
+                }
             }
             if !out.json {
                 out.line(&format!(
@@ -517,23 +520,28 @@ pub fn remove(ctx: &Context, out: &Output, who: &str, yes: bool) -> Result<()> {
     let removed = match ctx.store_or_node()? {
         Access::Store(store) => {
             let key = ctx.contact_key(&store)?;
-            let id = contacts::remove(&store, &key, who)?;
+            let (id, was) = contacts::remove(&store, &key, who)?;
             let messages = match &key {
                 contact_book::ContactKey::Sealed(k) => {
                     cairn_node::conversation::forget(&store, k, &id)?
                 }
                 contact_book::ContactKey::Clear => 0,
             };
-            json!({"id": id, "removed": true, "messages_deleted": messages})
+            json!({"id": id, "removed": was, "messages_deleted": messages})
         }
         Access::Node(mut node) => node.call("contact_remove", json!({ "who": who }))?,
     };
+    let id = removed["id"].as_str().unwrap_or_default();
     if out.json {
         out.json(&removed);
+    } else if removed["removed"] == true {
+        out.line(&format!(
+            "Removed {id} and {} message(s).",
+            removed["messages_deleted"]
+        ));
     } else {
         out.line(&format!(
-            "Removed {} and {} message(s).",
-            removed["id"].as_str().unwrap_or_default(),
+            "{id} was not a contact; {} message(s) of theirs deleted.",
             removed["messages_deleted"]
         ));
     }
