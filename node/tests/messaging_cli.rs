@@ -543,6 +543,14 @@ fn a_stranger_who_writes_first_waits_as_a_request_until_added() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(read_inbox_all(&mut w.alice.api()).is_empty());
+    let shown = cairn(&w.alice.dir, &["inbox"]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("cairn contact requests"));
+    let listed = cairn(&w.alice.dir, &["contact", "requests"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains(&bob_id) && listed.contains("not verified"),
+        "{listed}"
+    );
     // She adds him back from the network: his message comes through (his
     // node sends it again until it is answered), and the request is gone.
     ok_json(&cairn(

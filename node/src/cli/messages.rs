@@ -165,6 +165,16 @@ pub fn inbox(ctx: &Context, out: &Output) -> Result<()> {
         for m in &list {
             out.line(&line(m, &names));
         }
+        let waiting = c
+            .call("requests", json!({}))
+            .ok()
+            .and_then(|r| r.as_array().map(Vec::len))
+            .unwrap_or(0);
+        if waiting > 0 {
+            out.line(&format!(
+                "{waiting} people who are not contacts wrote to you first: see `cairn contact requests`."
+            ));
+        }
     }
     std::io::stdout()
         .flush()
@@ -193,12 +203,13 @@ pub fn requests(ctx: &Context, out: &Output, dismiss: Option<&str>) -> Result<()
     if list.is_empty() {
         out.line("No one who is not a contact has written to you.");
     }
+    let now = cairn_node::chain::unix_now();
     for r in &list {
         out.line(&format!(
-            "{}  wrote first {} time(s), last at {} (Unix time); not verified until you add them",
+            "{}  wrote first {} time(s), last {}; not verified until you add them",
             r["id"].as_str().unwrap_or_default(),
             r["count"],
-            r["last_seen"],
+            ago(now.saturating_sub(r["last_seen"].as_u64().unwrap_or(now))),
         ));
     }
     if !list.is_empty() {
@@ -207,6 +218,16 @@ pub fn requests(ctx: &Context, out: &Output, dismiss: Option<&str>) -> Result<()
         );
     }
     Ok(())
+}
+
+/// How long ago, in words: "just now", "5 min ago", "3 h ago", "2 days ago".
+fn ago(secs: u64) -> String {
+    match secs {
+        0..60 => "just now".into(),
+        60..3600 => format!("{} min ago", secs / 60),
+        3600..86_400 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86_400),
+    }
 }
 
 /// `cairn messages [CONTACT] [--limit N]`.
