@@ -113,6 +113,16 @@ fn finish(out: Vec<u8>) -> Result<Vec<u8>, MailError> {
 }
 
 impl MailRequest {
+    /// How many envelopes, addresses or entries it names: the length of
+    /// its answer's status list.
+    pub fn items(&self) -> usize {
+        match self {
+            MailRequest::Deliver(e) | MailRequest::Deposit(e) => e.len(),
+            MailRequest::Collect(a) => a.len(),
+            MailRequest::Remove(r) => r.len(),
+        }
+    }
+
     /// Encodes the request, within the protocol's bounds.
     pub fn encode(&self) -> Result<Vec<u8>, MailError> {
         let mut out;
@@ -164,6 +174,11 @@ impl MailRequest {
 }
 
 impl MailResponse {
+    /// The answer to a request of `items` that is not taken now: busy.
+    pub fn busy(items: usize) -> MailResponse {
+        MailResponse::Status(vec![MailStatus::Busy; items])
+    }
+
     /// Encodes the response, within the protocol's bounds.
     pub fn encode(&self) -> Result<Vec<u8>, MailError> {
         let mut out;

@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::codec::RecordCodec;
 use crate::config::NetConfig;
-use crate::mail::{MailRequest, MailResponse, MailStatus, MAIL_PROTOCOL, MAX_MAIL};
+use crate::mail::{MailRequest, MailResponse, MAIL_PROTOCOL, MAX_MAIL};
 use crate::{NetError, Persist, Policy, KAD_PROTOCOL, RECORD_PROTOCOL, ROTATION_TOPIC};
 
 /// Invalid records or requests a peer may send before it is disconnected
@@ -1099,6 +1099,13 @@ impl State {
         }
     }
 
+    /// Answers a mail request that is not taken now: busy, for each item.
+    fn answer_busy(&mut self, channel: request_response::ResponseChannel<Vec<u8>>, items: usize) {
+        if let Ok(b) = MailResponse::busy(items).encode() {
+            let _ = self.swarm.behaviour_mut().mail.send_response(channel, b);
+        }
+    }
+
     /// A mail request from a peer goes to the node (bounded: rate per
     /// peer, requests waiting, the event queue); a response to ours goes
     /// to whoever waits for it.
@@ -1119,21 +1126,14 @@ impl State {
                         return;
                     }
                 };
-                let items = match &request {
-                    MailRequest::Deliver(e) | MailRequest::Deposit(e) => e.len(),
-                    MailRequest::Collect(a) => a.len(),
-                    MailRequest::Remove(r) => r.len(),
-                };
-                let busy = MailResponse::Status(vec![MailStatus::Busy; items]).encode();
                 if !self.allow_mail(peer)
                     || self.mail_in.len() >= self.config.limits.max_mail_inbound
                 {
                     debug!(%peer, "mail request over a limit: answered busy");
-                    if let Ok(b) = busy {
-                        let _ = self.swarm.behaviour_mut().mail.send_response(channel, b);
-                    }
+                    self.answer_busy(channel, request.items());
                     return;
                 }
+                let items = request.items();
                 self.next_mail += 1;
                 let id = self.next_mail;
                 match self.events.try_send(NetEvent::Mail {
@@ -1146,9 +1146,7 @@ impl State {
                     }
                     Err(_) => {
                         self.events_dropped += 1;
-                        if let Ok(b) = busy {
-                            let _ = self.swarm.behaviour_mut().mail.send_response(channel, b);
-                        }
+                        self.answer_busy(channel, items);
                     }
                 }
             }

@@ -609,7 +609,7 @@ impl State {
                                 })
                                 .collect(),
                         ),
-                        _ => MailResponse::Status(vec![MailStatus::Busy; n]),
+                        _ => MailResponse::busy(n),
                     }
                 }
             }

@@ -13,7 +13,7 @@ use bitcoin::hashes::{sha256, Hash};
 use cairn_wallet::IdentityId;
 
 use cairn_chain_anchor::ChainNetwork;
-use cairn_net::{MailRequest, MailResponse, MailStatus, NetEvent, Network};
+use cairn_net::{MailResponse, NetEvent, Network};
 use cairn_wallet::keystore::HotKeys;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
@@ -380,12 +380,7 @@ pub async fn start(
                     Some(NetEvent::Mail { id, from, request }) => {
                         let r = crate::delivery::MailIn { id, from, request };
                         if let Err(mpsc::error::TrySendError::Full(r)) = mail_tx.try_send(r) {
-                            let n = match &r.request {
-                                MailRequest::Deliver(e) | MailRequest::Deposit(e) => e.len(),
-                                MailRequest::Collect(a) => a.len(),
-                                MailRequest::Remove(x) => x.len(),
-                            };
-                            let busy = MailResponse::Status(vec![MailStatus::Busy; n]);
+                            let busy = MailResponse::busy(r.request.items());
                             let h = handle.clone();
                             tokio::spawn(async move { h.respond(r.id, &busy).await });
                         }
