@@ -128,6 +128,17 @@ pub enum Freshness {
     Same,
 }
 
+impl From<std::cmp::Ordering> for Freshness {
+    /// `Greater` is newer.
+    fn from(o: std::cmp::Ordering) -> Self {
+        match o {
+            std::cmp::Ordering::Greater => Freshness::Newer,
+            std::cmp::Ordering::Less => Freshness::Older,
+            std::cmp::Ordering::Equal => Freshness::Same,
+        }
+    }
+}
+
 impl IdentityRecord {
     /// Signs a record of `bundle` valid from `issued` to `expires` with
     /// `key`, which must be the log's current signing key.
@@ -219,11 +230,7 @@ impl IdentityRecord {
     /// ([`compare_logs`]) wins; with the same log, the later issue time.
     pub fn freshness(&self, other: &IdentityRecord) -> Result<Freshness, RecordError> {
         Ok(match compare_logs(&self.bundle.log, &other.bundle.log)? {
-            Freshness::Same => match self.issued.cmp(&other.issued) {
-                std::cmp::Ordering::Greater => Freshness::Newer,
-                std::cmp::Ordering::Less => Freshness::Older,
-                std::cmp::Ordering::Equal => Freshness::Same,
-            },
+            Freshness::Same => self.issued.cmp(&other.issued).into(),
             order => order,
         })
     }
@@ -248,11 +255,7 @@ pub fn compare_logs(new: &KeyEventLog, old: &KeyEventLog) -> Result<Freshness, R
     }
     let common = a.len().min(b.len());
     if a[..common] == b[..common] {
-        return Ok(match a.len().cmp(&b.len()) {
-            std::cmp::Ordering::Greater => Freshness::Newer,
-            std::cmp::Ordering::Less => Freshness::Older,
-            std::cmp::Ordering::Equal => Freshness::Same,
-        });
+        return Ok(a.len().cmp(&b.len()).into());
     }
     let (sa, sb) = (new.verify()?, old.verify()?);
     let digests = |s: &LogState| s.establishment.iter().map(|e| e.digest).collect::<Vec<_>>();
@@ -261,14 +264,13 @@ pub fn compare_logs(new: &KeyEventLog, old: &KeyEventLog) -> Result<Freshness, R
     if da[..shared] != db[..shared] {
         return Err(RecordError::Forked(sa.id));
     }
-    match da.len().cmp(&db.len()) {
-        std::cmp::Ordering::Greater => Ok(Freshness::Newer),
-        std::cmp::Ordering::Less => Ok(Freshness::Older),
-        std::cmp::Ordering::Equal => match sa.last_timestamp.cmp(&sb.last_timestamp) {
-            std::cmp::Ordering::Greater => Ok(Freshness::Newer),
-            std::cmp::Ordering::Less => Ok(Freshness::Older),
-            std::cmp::Ordering::Equal => Err(RecordError::Forked(sa.id)),
-        },
+    match da
+        .len()
+        .cmp(&db.len())
+        .then(sa.last_timestamp.cmp(&sb.last_timestamp))
+    {
+        std::cmp::Ordering::Equal => Err(RecordError::Forked(sa.id)),
+        order => Ok(order.into()),
     }
 }
 
