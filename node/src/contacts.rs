@@ -92,8 +92,33 @@ pub fn add(
     store: &Store,
     key: &ContactKey,
     network: ChainNetwork,
+    bundle: Bundle,
+    name: Option<&str>,
+    now: u64,
+) -> Result<Added, ContactError> {
+    add_or_update(store, key, network, bundle, name, false, now)
+}
+
+/// Like [`add`], for a contact the node has only (a newer record seen in
+/// the network): an identity that is not a contact, or no longer one, is
+/// refused ([`ContactError::NotAContact`]), not added.
+pub fn update(
+    store: &Store,
+    key: &ContactKey,
+    network: ChainNetwork,
+    bundle: Bundle,
+    now: u64,
+) -> Result<Added, ContactError> {
+    add_or_update(store, key, network, bundle, None, true, now)
+}
+
+fn add_or_update(
+    store: &Store,
+    key: &ContactKey,
+    network: ChainNetwork,
     mut bundle: Bundle,
     name: Option<&str>,
+    known_only: bool,
     now: u64,
 ) -> Result<Added, ContactError> {
     let state = bundle.log.verify()?;
@@ -111,7 +136,11 @@ pub fn add(
         name: name.map(str::to_string),
         added: now,
     };
-    if let Some(old) = contact_book::get(store, key, &id)? {
+    let old = contact_book::get(store, key, &id)?;
+    if known_only && old.is_none() {
+        return Err(ContactError::NotAContact(id));
+    }
+    if let Some(old) = old {
         // The log must extend the stored one, or be a later interaction
         // branch under the same establishment events (a restore from the
         // words starts one): never older, never a fork.
@@ -502,6 +531,14 @@ mod tests {
         assert!(matches!(
             remove(&store, &key, "ally"),
             Err(ContactError::NoSuchName(_))
+        ));
+        assert_eq!(list(&store, &key).unwrap().len(), 1);
+        // A newer record of someone no longer a contact does not bring
+        // them back.
+        let again = bundle(&SeedPhrase::generate(12).unwrap(), 1);
+        assert!(matches!(
+            update(&store, &key, net, again, 3),
+            Err(ContactError::NotAContact(_))
         ));
         assert_eq!(list(&store, &key).unwrap().len(), 1);
     }

@@ -331,39 +331,20 @@ impl Round {
                 known_only,
                 reply,
             }) => {
-                if known_only {
-                    let id = bundle
-                        .log
-                        .events()
-                        .first()
-                        .map(|e| IdentityId::of_inception(e.event_bytes()));
-                    let known = id.map(|id| {
-                        crate::contact_book::get(&self.store, &self.options.contacts, &id)
-                    });
-                    if !matches!(known, Some(Ok(Some(_)))) {
-                        return;
-                    }
-                }
-                let added = contacts::add(
-                    &self.store,
-                    &self.options.contacts,
-                    self.options.network,
-                    *bundle,
-                    name.as_deref(),
-                    unix_now(),
-                );
-                let ok = added.is_ok();
+                let (store, key, network) =
+                    (&self.store, &self.options.contacts, self.options.network);
+                let added = if known_only {
+                    contacts::update(store, key, network, *bundle, unix_now())
+                } else {
+                    contacts::add(store, key, network, *bundle, name.as_deref(), unix_now())
+                };
                 if let Ok(a) = &added {
-                    info!("a contact added through the API");
-                    debug!("contact {} added through the API", a.id);
+                    info!("a contact added or updated");
+                    debug!("contact {} added or updated", a.id);
                 }
-                let _ = reply.send(added.map_err(CommandError::from));
-                if ok {
-                    // Check the new or updated contact now (its log may
-                    // have changed even if its id and name did not).
-                    self.checked = None;
-                    let _ = self.once();
-                }
+                // Checked again at once: its log may have changed even if
+                // its id and name did not.
+                self.answer_change(reply, added);
             }
             Some(Command::RenameContact { who, name, reply }) => {
                 let (store, key) = (&self.store, &self.options.contacts);
