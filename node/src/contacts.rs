@@ -533,8 +533,7 @@ mod tests {
             Err(ContactError::NoSuchName(_))
         ));
         assert_eq!(list(&store, &key).unwrap().len(), 1);
-        // A newer record of someone no longer a contact does not bring
-        // them back.
+        // A newer record of someone who is not a contact adds nobody.
         let again = bundle(&SeedPhrase::generate(12).unwrap(), 1);
         assert!(matches!(
             update(&store, &key, net, again, 3),

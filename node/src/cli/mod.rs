@@ -77,13 +77,25 @@ impl Context {
     /// (so the keystore passphrase is asked for), or in the clear on a
     /// node without an identity. Contacts still in the clear are sealed.
     fn contact_key(&self, store: &cairn_node::Store) -> Result<ContactKey> {
+        Ok(match self.unlock(store)? {
+            Some((_, hot)) => cairn_node::contact_book::unlock(store, &hot)?,
+            None => ContactKey::Clear,
+        })
+    }
+
+    /// The own identity and its hot keys (the passphrase asked for), if
+    /// the store has an identity.
+    fn unlock(
+        &self,
+        store: &cairn_node::Store,
+    ) -> Result<Option<(OwnIdentity, cairn_wallet::keystore::HotKeys)>> {
         if store.own_identity()?.is_none() {
-            return Ok(ContactKey::Clear);
+            return Ok(None);
         }
         let own = identity::load(store, &self.dir)?;
         let pass = self.passphrase(Purpose::Existing)?;
         let hot = identity::unlock_hot(&self.dir, &own, &pass)?;
-        Ok(cairn_node::contact_book::unlock(store, &hot)?)
+        Ok(Some((own, hot)))
     }
 
     /// The store, or the API of the node that holds it.

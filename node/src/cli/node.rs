@@ -45,15 +45,7 @@ pub fn run(ctx: &Context, out: &Output, bitcoin: &BitcoinArgs, args: &NodeArgs) 
     let own = store.own_identity()?;
     // A node with an identity holds its hot keys: they open the contact
     // book, sign the records and key the network.
-    let unlocked = match own {
-        Some(_) => {
-            let me = identity::load(&store, &ctx.dir)?;
-            let pass = ctx.passphrase(super::secrets::Purpose::Existing)?;
-            let hot = identity::unlock_hot(&ctx.dir, &me, &pass)?;
-            Some((me, hot))
-        }
-        None => None,
-    };
+    let unlocked = ctx.unlock(&store)?;
     let contacts = match &unlocked {
         Some((_, hot)) => cairn_node::contact_book::unlock(&store, hot)?,
         None => cairn_node::contact_book::ContactKey::Clear,
@@ -125,35 +117,34 @@ fn network_part(
         return Ok(None);
     }
     let net = cairn_node::network::net_config(&config).map_err(anyhow::Error::msg)?;
-    let Some((own, hot)) = unlocked else {
+    let (key, identity) = match unlocked {
         // A node without an identity serves the network (DHT, relay) and
         // fetches contacts' records; it has nothing to publish.
-        let key =
-            cairn_node::network::node_key(&ctx.dir.node_key_file()).map_err(anyhow::Error::msg)?;
-        return Ok(Some(cairn_node::network::NodeNetwork {
-            config: net,
-            key,
-            identity: None,
-            chain,
-            serve_mailbox: config.full && config.mailbox,
-            collect: config.collect_interval(),
-            direct: config.direct,
-        }));
-    };
-    let now = cairn_node::chain::unix_now();
-    let refreshed = cairn_node::prekeys::refresh(store, &own, &hot, now)?;
-    // A rotation leaves the mailboxes behind: named again under the new key.
-    let own_now = cairn_node::prekeys::carry_mailboxes(store, &refreshed.own, &hot, now)?;
-    if let Some(id) = refreshed.made {
-        if !out.json {
-            out.line(&format!("Prekey {id} published in your log."));
+        None => (
+            cairn_node::network::node_key(&ctx.dir.node_key_file()).map_err(anyhow::Error::msg)?,
+            None,
+        ),
+        Some((own, hot)) => {
+            let now = cairn_node::chain::unix_now();
+            let refreshed = cairn_node::prekeys::refresh(store, &own, &hot, now)?;
+            // A rotation leaves the mailboxes behind: named again under the new key.
+            let own_now = cairn_node::prekeys::carry_mailboxes(store, &refreshed.own, &hot, now)?;
+            if let Some(id) = refreshed.made {
+                if !out.json {
+                    out.line(&format!("Prekey {id} published in your log."));
+                }
+            }
+            let key = cairn_node::network::peer_key(&hot.network).map_err(anyhow::Error::msg)?;
+            (
+                key,
+                Some(cairn_node::network::NetIdentity { hot, own: own_now }),
+            )
         }
-    }
-    let key = cairn_node::network::peer_key(&hot.network).map_err(anyhow::Error::msg)?;
+    };
     Ok(Some(cairn_node::network::NodeNetwork {
         config: net,
         key,
-        identity: Some(cairn_node::network::NetIdentity { hot, own: own_now }),
+        identity,
         chain,
         serve_mailbox: config.full && config.mailbox,
         collect: config.collect_interval(),
