@@ -357,8 +357,7 @@ async fn handle(ctx: &ApiContext, method: &str, params: Value) -> Result<Value, 
             Ok(json!(list))
         }
         "contact_add" => {
-            let text = string_param(&params, "bundle")?
-                .ok_or_else(|| Failure("bad_request", "\"bundle\" is required".into()))?;
+            let text = required_str(&params, "bundle")?;
             let bundle = Bundle::from_text(text)
                 .map_err(|e| Failure("invalid", format!("not a valid identity bundle: {e}")))?;
             let name = string_param(&params, "name")?.map(str::to_string);
@@ -373,19 +372,13 @@ async fn handle(ctx: &ApiContext, method: &str, params: Value) -> Result<Value, 
         }
         "contact_fetch" => contact_fetch(ctx, &params).await,
         "contact_rename" => {
-            let who = string_param(&params, "who")?
-                .ok_or_else(|| Failure("bad_request", "\"who\" is required".into()))?
-                .to_string();
-            let name = string_param(&params, "name")?
-                .ok_or_else(|| Failure("bad_request", "\"name\" is required".into()))?
-                .to_string();
+            let who = required_str(&params, "who")?.to_string();
+            let name = required_str(&params, "name")?.to_string();
             let renamed = command(ctx, |reply| Command::RenameContact { who, name, reply }).await?;
             Ok(json!(renamed))
         }
         "contact_remove" => {
-            let who = string_param(&params, "who")?
-                .ok_or_else(|| Failure("bad_request", "\"who\" is required".into()))?
-                .to_string();
+            let who = required_str(&params, "who")?.to_string();
             let (id, was) = command(ctx, |reply| Command::RemoveContact { who, reply }).await?;
             let messages = forget_conversation(ctx, id).await?;
             Ok(json!({"id": id, "removed": was, "messages_deleted": messages}))
@@ -449,6 +442,13 @@ fn number_param(params: &Value, name: &str, default: u64, max: u64) -> Result<u6
 #[cfg(feature = "network")]
 pub const MAX_READ_SEQS: usize = 10_000;
 
+/// The contact named by the parameter `name`, which must be there.
+#[cfg(feature = "network")]
+fn required_contact(ctx: &ApiContext, params: &Value, name: &str) -> Result<IdentityId, Failure> {
+    contact_param(ctx, params, name)?
+        .ok_or_else(|| Failure("bad_request", format!("{name:?} is required")))
+}
+
 /// The contact named by the parameter `name` (a contact's name or id).
 #[cfg(feature = "network")]
 fn contact_param(
@@ -486,11 +486,8 @@ async fn messages(ctx: &ApiContext, method: &str, params: &Value) -> Result<Valu
         };
         return match method {
             "send" => {
-                let to = contact_param(ctx, params, "to")?
-                    .ok_or_else(|| Failure("bad_request", "\"to\" is required".into()))?;
-                let text = string_param(params, "text")?
-                    .ok_or_else(|| Failure("bad_request", "\"text\" is required".into()))?
-                    .to_string();
+                let to = required_contact(ctx, params, "to")?;
+                let text = required_str(params, "text")?.to_string();
                 let seq = m.send(to, text).await.map_err(failed)?;
                 Ok(json!({"to": to, "seq": seq, "state": "queued"}))
             }
@@ -525,8 +522,7 @@ async fn messages(ctx: &ApiContext, method: &str, params: &Value) -> Result<Valu
                 Ok(json!(m.requests(dismiss).await.map_err(failed)?))
             }
             "read" => {
-                let who = contact_param(ctx, params, "contact")?
-                    .ok_or_else(|| Failure("bad_request", "\"contact\" is required".into()))?;
+                let who = required_contact(ctx, params, "contact")?;
                 let seqs = params
                     .get("seqs")
                     .and_then(Value::as_array)
@@ -570,11 +566,8 @@ async fn forget_conversation(ctx: &ApiContext, id: IdentityId) -> Result<usize, 
     if let Some(m) = &ctx.messenger {
         return m.forget(id).await.map_err(|e| failed(e.to_string()));
     }
-    let crate::contact_book::ContactKey::Sealed(key) = ctx.contacts.clone() else {
-        return Ok(0);
-    };
-    let store = ctx.store.clone();
-    tokio::task::spawn_blocking(move || crate::conversation::forget(&store, &key, &id))
+    let (store, key) = (ctx.store.clone(), ctx.contacts.clone());
+    tokio::task::spawn_blocking(move || crate::conversation::forget_in_book(&store, &key, &id))
         .await
         .map_err(|e| failed(e.to_string()))?
         .map_err(|e| failed(e.to_string()))
@@ -583,8 +576,7 @@ async fn forget_conversation(ctx: &ApiContext, id: IdentityId) -> Result<usize, 
 /// `contact_fetch`: the contact's record found in the network, verified,
 /// then added as `contact_add` would.
 async fn contact_fetch(ctx: &ApiContext, params: &Value) -> Result<Value, Failure> {
-    let id: IdentityId = string_param(params, "id")?
-        .ok_or_else(|| Failure("bad_request", "\"id\" is required".into()))?
+    let id: IdentityId = required_str(params, "id")?
         .parse()
         .map_err(|e| Failure("bad_request", format!("\"id\" is not an identity id: {e}")))?;
     let name = string_param(params, "name")?.map(str::to_string);
@@ -614,6 +606,12 @@ async fn contact_fetch(ctx: &ApiContext, params: &Value) -> Result<Value, Failur
         "no_network",
         "this node runs without the network (built without the `network` feature, or [network] enabled = false)".into(),
     ))
+}
+
+/// The string parameter `name`, which must be there.
+fn required_str<'a>(params: &'a Value, name: &str) -> Result<&'a str, Failure> {
+    string_param(params, name)?
+        .ok_or_else(|| Failure("bad_request", format!("{name:?} is required")))
 }
 
 /// The string parameter `name`, if present.

@@ -541,6 +541,19 @@ pub fn forget(store: &Store, key: &[u8; 32], id: &IdentityId) -> Result<usize, C
     Ok(messages)
 }
 
+/// [`forget`] under the contact book's key: a book in the clear (no
+/// identity) has no conversations.
+pub fn forget_in_book(
+    store: &Store,
+    book: &ContactKey,
+    id: &IdentityId,
+) -> Result<usize, ConversationError> {
+    match book {
+        ContactKey::Sealed(key) => forget(store, key, id),
+        ContactKey::Clear => Ok(0),
+    }
+}
+
 /// A put of `v` sealed under `key` for the store entry `k`.
 fn seal_put(key: &[u8; 32], k: &[u8], v: &[u8]) -> Result<Op, ConversationError> {
     Ok(Op::Put(CF_MESSAGES, k.to_vec(), secrets::seal(key, k, v)?))

@@ -521,12 +521,7 @@ pub fn remove(ctx: &Context, out: &Output, who: &str, yes: bool) -> Result<()> {
         Access::Store(store) => {
             let key = ctx.contact_key(&store)?;
             let (id, was) = contacts::remove(&store, &key, who)?;
-            let messages = match &key {
-                contact_book::ContactKey::Sealed(k) => {
-                    cairn_node::conversation::forget(&store, k, &id)?
-                }
-                contact_book::ContactKey::Clear => 0,
-            };
+            let messages = cairn_node::conversation::forget_in_book(&store, &key, &id)?;
             json!({"id": id, "removed": was, "messages_deleted": messages})
         }
         Access::Node(mut node) => node.call("contact_remove", json!({ "who": who }))?,
