@@ -41,7 +41,6 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use bitcoin::hashes::Hash as _;
 use cairn_messaging::mailbox::{epoch, prekey_address};
 use cairn_messaging::payload::{envelope, split_envelope, Body, Payload, MAX_TEXT};
 use cairn_messaging::{accept, open, start, Kind, PeerIdentity, PeerPrekey, Pending, Session};
@@ -436,12 +435,10 @@ fn key_kept(letter: u8, gen: u32, what: &[u8]) -> Vec<u8> {
     [&[letter][..], &gen.to_be_bytes(), what].concat()
 }
 fn key_e(gen: u32, message: &[u8]) -> Vec<u8> {
-    let digest = bitcoin::hashes::sha256::Hash::hash(message);
-    key_kept(b'E', gen, digest.as_byte_array())
+    key_kept(b'E', gen, &crate::mailbox::digest(message))
 }
 fn key_r(gen: u32, message: &[u8]) -> Vec<u8> {
-    let digest = bitcoin::hashes::sha256::Hash::hash(message);
-    key_kept(b'R', gen, digest.as_byte_array())
+    key_kept(b'R', gen, &crate::mailbox::digest(message))
 }
 fn key_a(gen: u32, address: &[u8; 32]) -> Vec<u8> {
     key_kept(b'A', gen, address)
@@ -685,11 +682,6 @@ impl Conversations {
         self.routes.clear();
         self.routes_epoch = None;
         self.load()
-    }
-
-    /// This identity.
-    pub fn me(&self) -> IdentityId {
-        self.me
     }
 
     fn seal(&self, k: &[u8], v: &[u8]) -> Result<Op, ConversationError> {
@@ -1080,12 +1072,7 @@ impl Conversations {
                     )));
                 }
             }
-            let payload = Payload {
-                reach: self.reach.clone(),
-                body: text,
-            }
-            .encode()
-            .map_err(damaged)?;
+            let payload = self.payload(text)?;
             let conv = self.convs.get_mut(&id).expect("present");
             let session = conv.sessions.get_mut(&n).expect("present");
             let message = match session.encrypt(&payload) {
@@ -1129,12 +1116,7 @@ impl Conversations {
             id,
             messaging_key: state.current().messaging_key.0,
         };
-        let payload = Payload {
-            reach: self.reach.clone(),
-            body: text,
-        }
-        .encode()
-        .map_err(damaged)?;
+        let payload = self.payload(text)?;
         let (pending, initial) = start(
             self.me,
             &self.hot.messaging.secret_bytes(),
@@ -2107,12 +2089,11 @@ impl Conversations {
         Ok(out)
     }
 
-    /// Forgets the request of `id`; whether there was one.
-    pub fn dismiss(&mut self, id: &IdentityId) -> Result<bool, ConversationError> {
+    /// Forgets the request of `id`, if there is one.
+    pub fn dismiss(&mut self, id: &IdentityId) -> Result<(), ConversationError> {
         let k = key_w(&self.key, id);
-        let was = self.store.get(CF_MESSAGES, &k)?.is_some();
         self.store.write(vec![Op::Delete(CF_MESSAGES, k)], true)?;
-        Ok(was)
+        Ok(())
     }
 
     /// Sent messages waiting for their receipts.

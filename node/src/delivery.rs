@@ -42,8 +42,6 @@ const REACH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_COLLECT_ROUNDS: usize = 64;
 /// How often the mailbox forgets expired envelopes.
 const SWEEP: Duration = Duration::from_secs(3600);
-/// Bytes of envelopes per mail request (within `cairn_net::mail::MAX_MAIL`).
-const MAX_REQUEST_BYTES: usize = 1024 * 1024 - 64 * 4;
 /// Mail requests from peers waiting for this node.
 pub const MAIL_QUEUE: usize = 256;
 /// Requests waiting for the task that owns the conversations.
@@ -662,7 +660,8 @@ fn batches(envelopes: Vec<(usize, Vec<u8>)>) -> Vec<Vec<(usize, Vec<u8>)>> {
     let mut bytes = 0;
     for e in envelopes {
         let fits = out.last().is_some_and(|b| {
-            b.len() < cairn_net::mail::MAX_BATCH && bytes + e.1.len() <= MAX_REQUEST_BYTES
+            b.len() < cairn_net::mail::MAX_BATCH
+                && bytes + e.1.len() <= crate::mailbox::MAX_COLLECT_BYTES
         });
         if !fits {
             out.push(Vec::new());

@@ -29,8 +29,9 @@ pub const MAX_TOTAL_BYTES: u64 = 1 << 30;
 /// Most envelopes handed over per collect request: the mail protocol's
 /// batch (`cairn_net::mail::MAX_BATCH`; this module needs no network build).
 pub const MAX_COLLECT: usize = 64;
-/// Most bytes of envelopes handed over per collect request: within one mail
-/// frame (`cairn_net::mail::MAX_MAIL`) with its framing.
+/// Most bytes of envelopes handed over per collect request, or sent per
+/// mail request: within one mail frame (`cairn_net::mail::MAX_MAIL`) with
+/// its framing.
 pub const MAX_COLLECT_BYTES: usize = 1024 * 1024 - 64 * 4;
 
 /// What happened to a deposited envelope.
@@ -52,8 +53,7 @@ pub struct Mailbox {
 }
 
 fn entry_key(address: &[u8; 32], envelope: &[u8]) -> Vec<u8> {
-    let digest = sha256::Hash::hash(envelope).to_byte_array();
-    [&address[..], &digest].concat()
+    [&address[..], &digest(envelope)].concat()
 }
 
 impl Mailbox {
