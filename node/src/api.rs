@@ -459,7 +459,7 @@ fn contact_param(
     match string_param(params, name)? {
         None => Ok(None),
         Some(who) => contacts::find(&ctx.store, &ctx.contacts, who)
-            .map(|(id, _)| Some(id))
+            .map(|c| Some(c.id))
             .map_err(|e| match e {
                 ContactError::Store(e) => Failure("store", e.to_string()),
                 other => Failure("not_found", other.to_string()),

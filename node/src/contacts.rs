@@ -9,7 +9,7 @@ use cairn_wallet::IdentityId;
 use serde::Serialize;
 
 use crate::anchoring::Checked;
-use crate::contact_book::{self, ContactKey, ContactRecord};
+use crate::contact_book::{self, Contact, ContactKey, ContactRecord};
 use crate::record::{compare_logs, Freshness};
 use crate::store::{Store, StoreError};
 
@@ -193,19 +193,13 @@ fn name_free(
 }
 
 /// The contact `who` names: an identity id, or a contact's name.
-pub fn find(
-    store: &Store,
-    key: &ContactKey,
-    who: &str,
-) -> Result<(IdentityId, ContactRecord), ContactError> {
+pub fn find(store: &Store, key: &ContactKey, who: &str) -> Result<Contact, ContactError> {
     if let Ok(id) = who.parse::<IdentityId>() {
-        let c = contact_book::get(store, key, &id)?.ok_or(ContactError::NotAContact(id))?;
-        return Ok((id, c.record));
+        return contact_book::get(store, key, &id)?.ok_or(ContactError::NotAContact(id));
     }
     contact_book::all(store, key)?
         .into_iter()
         .find(|c| c.record.name.as_deref() == Some(who))
-        .map(|c| (c.id, c.record))
         .ok_or_else(|| ContactError::NoSuchName(who.to_string()))
 }
 
@@ -218,9 +212,9 @@ pub fn rename(
     name: &str,
 ) -> Result<ContactView, ContactError> {
     check_name(name)?;
-    let (id, _) = find(store, key, who)?;
+    let mut c = find(store, key, who)?;
+    let id = c.id;
     name_free(store, key, &id, name)?;
-    let mut c = contact_book::get(store, key, &id)?.ok_or(ContactError::NotAContact(id))?;
     c.record.name = Some(name.to_string());
     contact_book::put(store, key, network, &id, &c.bundle_on(network), &c.record)?;
     Ok(ContactView {
@@ -241,7 +235,7 @@ pub fn remove(
     who: &str,
 ) -> Result<(IdentityId, bool), ContactError> {
     let id = match find(store, key, who) {
-        Ok((id, _)) => id,
+        Ok(c) => c.id,
         Err(ContactError::NotAContact(id)) => return Ok((id, false)),
         Err(e) => return Err(e),
     };
@@ -396,8 +390,8 @@ mod tests {
         assert!(contact_book::all(&store, &key).unwrap().len() == 1);
         let b = add(&store, &key, net, bundle(&bob, 1), Some("bob"), 300).unwrap();
 
-        assert_eq!(find(&store, &key, "bob").unwrap().0, b.id);
-        assert_eq!(find(&store, &key, &a.id.to_string()).unwrap().0, a.id);
+        assert_eq!(find(&store, &key, "bob").unwrap().id, b.id);
+        assert_eq!(find(&store, &key, &a.id.to_string()).unwrap().id, a.id);
         assert!(matches!(
             find(&store, &key, "carol"),
             Err(ContactError::NoSuchName(_))
@@ -516,7 +510,7 @@ mod tests {
         ));
         let r = rename(&store, &key, net, "alice", "ally").unwrap();
         assert_eq!((r.id, r.name.as_deref(), r.added), (a.id, Some("ally"), 1));
-        assert_eq!(find(&store, &key, "ally").unwrap().0, a.id);
+        assert_eq!(find(&store, &key, "ally").unwrap().id, a.id);
         assert_eq!(kept_log(&store, &key, &a.id).len(), 2, "the log stays");
         assert_eq!(remove(&store, &key, "ally").unwrap(), (a.id, true));
         assert!(matches!(

@@ -380,7 +380,7 @@ impl Round {
     /// tip (a round first, which checks everything at a new tip).
     fn verify(&mut self, who: Option<&str>) -> Result<Vec<VerifyReport>, CommandError> {
         let wanted = match who {
-            Some(w) => vec![contacts::find(&self.store, &self.options.contacts, w)?.0],
+            Some(w) => vec![contacts::find(&self.store, &self.options.contacts, w)?.id],
             None => contact_book::all(&self.store, &self.options.contacts)
                 .map_err(ContactError::from)?
                 .into_iter()

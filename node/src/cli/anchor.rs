@@ -613,10 +613,7 @@ fn verify_here(
     let network = settings.network;
     let key = ctx.contact_key(store)?;
     let targets = match who {
-        Some(w) => {
-            let (id, _) = contacts::find(store, &key, w)?;
-            contact_book::get(store, &key, &id)?.into_iter().collect()
-        }
+        Some(w) => vec![contacts::find(store, &key, w)?],
         None => contact_book::all(store, &key)?,
     };
     let source = connect(&settings)?;
