@@ -14,8 +14,10 @@ use libp2p::{noise, tcp, yamux, StreamProtocol, SwarmBuilder};
 pub const PAYLOAD: usize = 1024;
 /// Requests in flight in the parallel figures.
 pub const IN_FLIGHT: usize = 64;
-const SEQUENTIAL: usize = 2_000;
-const BATCHES: usize = 60;
+/// Requests one at a time in the sequential figures.
+pub const SEQUENTIAL: usize = 2_000;
+/// Rounds of [`IN_FLIGHT`] requests in the parallel figures.
+pub const BATCHES: usize = 60;
 
 /// The plain baseline uses the same framing as Cairn's record protocol
 /// (`u32 length ‖ bytes`), with 1 KiB requests.

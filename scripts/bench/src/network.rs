@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_bench::{baseline_rate, percentile, IN_FLIGHT};
+use cairn_bench::{baseline_rate, percentile, BATCHES, IN_FLIGHT, SEQUENTIAL};
 use cairn_chain_anchor::{Bundle, ChainNetwork, ChainParams};
 use cairn_net::{Keypair, Multiaddr, NetConfig, Network};
 use cairn_node::chain::unix_now;
@@ -25,8 +25,6 @@ use cairn_wallet::kel::{establishment_chain, Event, Interaction, Item, KeyEventL
 use cairn_wallet::{MasterKey, SeedPhrase};
 use futures::future::join_all;
 
-const SEQUENTIAL: usize = 2_000;
-const BATCHES: usize = 60;
 const LOOKUPS: usize = 200;
 /// Distinct records for the uncached figure.
 const FRESH: usize = 2_048;
