@@ -21,7 +21,7 @@ use cairn_node::Store;
 use cairn_wallet::{IdentityId, MasterKey};
 use serde_json::json;
 
-use super::chain::{connect, BitcoinArgs};
+use super::chain::{connect, synced_headers, Bar, BitcoinArgs};
 use super::output::Reported;
 use super::secrets::Purpose;
 use super::{wallet, Access, Context, Output};
@@ -143,22 +143,6 @@ pub fn anchor(
     Ok(())
 }
 
-/// Syncs the header chain of `network` from `source` without a progress
-/// bar and returns it.
-fn sync_quietly(
-    store: &Store,
-    network: ChainNetwork,
-    source: &dyn ChainSource,
-) -> Result<cairn_chain_anchor::HeaderChain> {
-    let mut loaded = chain::load(store, network)?;
-    match chain::sync_loaded(store, &mut loaded, source, &mut |_| {}) {
-        Ok(_) => Ok(loaded),
-        // The chain in memory may be ahead of the store after a failure.
-        Err(e) => Err(anyhow::Error::new(e))
-            .with_context(|| format!("syncing headers from {}", source.describe())),
-    }
-}
-
 /// Syncs headers and refreshes the proofs of `id`'s stored anchors until
 /// the last one has `need` confirmations (or once, with `no_wait`).
 fn wait_for_last(
@@ -172,7 +156,7 @@ fn wait_for_last(
 ) -> Result<Standing> {
     let mut shown = None;
     loop {
-        let chain = sync_quietly(store, network, source)?;
+        let chain = synced_headers(store, network, source, &mut Bar::quiet())?;
         let (_, standing) = anchoring::refresh_stored(store, network, id, &chain, source)?;
         let standing = standing.unwrap_or(Standing::Unconfirmed);
         let have = standing.confirmations();
@@ -204,7 +188,7 @@ pub fn rotate(
     let id = own.state.id;
     let anchors = store.anchors(network, &id)?;
     let source = connect(&settings)?;
-    let chain = sync_quietly(&store, network, &source)?;
+    let chain = synced_headers(&store, network, &source, &mut Bar::quiet())?;
     let pending = anchors.len() == own.state.establishment.len()
         && anchors.len() > 1
         && matches!(
@@ -617,7 +601,7 @@ fn verify_here(
         None => contact_book::all(store, &key)?,
     };
     let source = connect(&settings)?;
-    let chain = sync_quietly(store, network, &source)?;
+    let chain = synced_headers(store, network, &source, &mut Bar::quiet())?;
     targets
         .into_iter()
         .map(|c| {
@@ -665,15 +649,7 @@ pub(super) fn follow_restore(
     let settings = args.settings(ctx)?;
     let network = settings.network;
     let source = connect(&settings)?;
-    let mut bar = super::chain::Bar::new(out, "headers");
-    let synced = chain::sync(store, network, &source, &mut |e| {
-        if let cairn_chain_anchor::SyncEvent::Progress { height, target } = e {
-            bar.draw(height, target);
-        }
-    });
-    bar.finish();
-    synced.with_context(|| format!("syncing headers from {}", source.describe()))?;
-    let chain = chain::load(store, network)?;
+    let chain = synced_headers(store, network, &source, &mut Bar::new(out, "headers"))?;
     let mut wallet = match funds::Funds::load(store, network)? {
         Some(f) => f,
         None => {

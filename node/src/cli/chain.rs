@@ -128,6 +128,26 @@ pub fn status(ctx: &Context, out: &Output, args: &BitcoinArgs) -> Result<()> {
     Ok(())
 }
 
+/// The stored header chain of `network`, synced from `source` (progress on
+/// `bar`). After a failure the chain in memory may be ahead of the store,
+/// so it is dropped with the error.
+pub(super) fn synced_headers(
+    store: &cairn_node::Store,
+    network: ChainNetwork,
+    source: &dyn ChainSource,
+    bar: &mut Bar,
+) -> Result<cairn_chain_anchor::HeaderChain> {
+    let mut loaded = chain::load(store, network)?;
+    let synced = chain::sync_loaded(store, &mut loaded, source, &mut |e| {
+        if let SyncEvent::Progress { height, target } = e {
+            bar.draw(height, target);
+        }
+    });
+    bar.finish();
+    synced.with_context(|| format!("syncing headers from {}", source.describe()))?;
+    Ok(loaded)
+}
+
 /// A one-line progress bar on standard error, drawn only on a terminal.
 pub(super) struct Bar {
     on: bool,
@@ -143,6 +163,15 @@ impl Bar {
             on: std::io::stderr().is_terminal() && !out.json,
             drawn: false,
             unit,
+        }
+    }
+
+    /// A bar that never shows.
+    pub(super) fn quiet() -> Self {
+        Bar {
+            on: false,
+            drawn: false,
+            unit: "",
         }
     }
 

@@ -2,8 +2,8 @@
 
 use anyhow::{Context as _, Result};
 use cairn_chain_anchor::source::ChainSource;
-use cairn_chain_anchor::{RpcSource, SyncEvent};
-use cairn_node::chain::{self, unix_now};
+use cairn_chain_anchor::RpcSource;
+use cairn_node::chain::unix_now;
 use cairn_node::config::BitcoinConfig;
 use cairn_node::funds::{self, Funds};
 use cairn_node::identity::{self, OwnIdentity};
@@ -50,15 +50,12 @@ pub(super) fn sync(
     funds: &mut Funds<'_>,
 ) -> Result<RpcSource> {
     let source = connect(settings)?;
-    let mut chain = chain::load(store, settings.network)?;
-    let mut bar = Bar::new(out, "headers");
-    let synced = chain::sync_loaded(store, &mut chain, &source, &mut |e| {
-        if let SyncEvent::Progress { height, target } = e {
-            bar.draw(height, target);
-        }
-    });
-    bar.finish();
-    synced.with_context(|| format!("syncing headers from {}", source.describe()))?;
+    let chain = super::chain::synced_headers(
+        store,
+        settings.network,
+        &source,
+        &mut Bar::new(out, "headers"),
+    )?;
     let mut bar = Bar::new(out, "blocks");
     let scanned = funds.scan(&chain, &source, store.identity_birthday()?, &mut |h, t| {
         bar.draw(h, t)
