@@ -444,27 +444,36 @@ pub const MAX_READ_SEQS: usize = 10_000;
 
 /// The contact named by the parameter `name`, which must be there.
 #[cfg(feature = "network")]
-fn required_contact(ctx: &ApiContext, params: &Value, name: &str) -> Result<IdentityId, Failure> {
-    contact_param(ctx, params, name)?
+async fn required_contact(
+    ctx: &ApiContext,
+    params: &Value,
+    name: &str,
+) -> Result<IdentityId, Failure> {
+    contact_param(ctx, params, name)
+        .await?
         .ok_or_else(|| Failure("bad_request", format!("{name:?} is required")))
 }
 
-/// The contact named by the parameter `name` (a contact's name or id).
+/// The contact named by the parameter `name` (a contact's name or id),
+/// looked up on the blocking pool (the contact book is decrypted).
 #[cfg(feature = "network")]
-fn contact_param(
+async fn contact_param(
     ctx: &ApiContext,
     params: &Value,
     name: &str,
 ) -> Result<Option<IdentityId>, Failure> {
-    match string_param(params, name)? {
-        None => Ok(None),
-        Some(who) => contacts::find(&ctx.store, &ctx.contacts, who)
-            .map(|c| Some(c.id))
-            .map_err(|e| match e {
-                ContactError::Store(e) => Failure("store", e.to_string()),
-                other => Failure("not_found", other.to_string()),
-            }),
-    }
+    let Some(who) = string_param(params, name)? else {
+        return Ok(None);
+    };
+    let (store, key, who) = (ctx.store.clone(), ctx.contacts.clone(), who.to_string());
+    tokio::task::spawn_blocking(move || contacts::find(&store, &key, &who))
+        .await
+        .map_err(|e| Failure("internal", e.to_string()))?
+        .map(|c| Some(c.id))
+        .map_err(|e| match e {
+            ContactError::Store(e) => Failure("store", e.to_string()),
+            other => Failure("not_found", other.to_string()),
+        })
 }
 
 /// Most messages one `messages` request returns.
@@ -486,13 +495,13 @@ async fn messages(ctx: &ApiContext, method: &str, params: &Value) -> Result<Valu
         };
         return match method {
             "send" => {
-                let to = required_contact(ctx, params, "to")?;
+                let to = required_contact(ctx, params, "to").await?;
                 let text = required_str(params, "text")?.to_string();
                 let seq = m.send(to, text).await.map_err(failed)?;
                 Ok(json!({"to": to, "seq": seq, "state": "queued"}))
             }
             "messages" => {
-                let with = contact_param(ctx, params, "with")?;
+                let with = contact_param(ctx, params, "with").await?;
                 let limit = number_param(params, "limit", 100, MAX_MESSAGES)? as usize;
                 Ok(json!(m.history(with, limit).await.map_err(failed)?))
             }
@@ -522,7 +531,7 @@ async fn messages(ctx: &ApiContext, method: &str, params: &Value) -> Result<Valu
                 Ok(json!(m.requests(dismiss).await.map_err(failed)?))
             }
             "read" => {
-                let who = required_contact(ctx, params, "contact")?;
+                let who = required_contact(ctx, params, "contact").await?;
                 let seqs = params
                     .get("seqs")
                     .and_then(Value::as_array)
