@@ -1215,8 +1215,7 @@ impl Conversations {
     /// The addresses to collect from the own mailboxes: every session's,
     /// the answers awaited and the own prekeys', for the last `epochs`
     /// epochs and the next.
-    pub fn collect_addresses(&mut self, now: u64, epochs: u64) -> Vec<[u8; 32]> {
-        self.refresh_routes(now);
+    pub fn collect_addresses(&self, now: u64, epochs: u64) -> Vec<[u8; 32]> {
         let e = epoch(now);
         let first = e.saturating_sub(epochs.min(COLLECT_EPOCHS));
         let mut out = Vec::new();
