@@ -120,69 +120,61 @@ impl Contact {
     /// The entry's body (before sealing): `version ‖ id ‖ added ‖ name
     /// length ‖ name ‖ bundle`.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
-        encode_body(self)
+        let name = self.record.name.as_deref().unwrap_or_default().as_bytes();
+        let bundle = self.bundle.encode();
+        let mut v = Zeroizing::new(Vec::with_capacity(42 + name.len() + bundle.len()));
+        v.push(BODY_VERSION);
+        v.extend_from_slice(&self.id.0);
+        v.extend_from_slice(&self.record.added.to_be_bytes());
+        // Names are at most `contacts::MAX_NAME_LEN` (64) bytes.
+        let len = name.len().min(u8::MAX as usize);
+        v.push(len as u8);
+        v.extend_from_slice(&name[..len]);
+        v.extend_from_slice(&bundle);
+        v
     }
 
     /// Decodes a body (bounded by the bundle's own limits; refuses unknown
     /// versions, truncation and bad names).
     pub fn decode(b: &[u8]) -> Result<Contact, StoreError> {
-        decode_body(b)
+        let (&version, rest) = b.split_first().ok_or_else(|| corrupt("empty"))?;
+        if version != BODY_VERSION {
+            return Err(corrupt(format!("unknown version {version}")));
+        }
+        if rest.len() < 41 {
+            return Err(corrupt("truncated"));
+        }
+        let (id, rest) = rest.split_at(32);
+        let (added, rest) = rest.split_at(8);
+        let (&len, rest) = rest.split_first().ok_or_else(|| corrupt("truncated"))?;
+        let len = usize::from(len);
+        if rest.len() < len {
+            return Err(corrupt("truncated name"));
+        }
+        let (name, bundle) = rest.split_at(len);
+        let name = match len {
+            0 => None,
+            _ => Some(
+                std::str::from_utf8(name)
+                    .map_err(|_| corrupt("name is not UTF-8"))?
+                    .to_string(),
+            ),
+        };
+        let bundle = Bundle::decode(bundle).map_err(corrupt)?;
+        Ok(Contact {
+            id: IdentityId(id.try_into().map_err(corrupt)?),
+            record: ContactRecord {
+                name,
+                added: u64::from_be_bytes(added.try_into().map_err(corrupt)?),
+            },
+            bundle,
+        })
     }
-}
-
-fn encode_body(c: &Contact) -> Zeroizing<Vec<u8>> {
-    let name = c.record.name.as_deref().unwrap_or_default().as_bytes();
-    let bundle = c.bundle.encode();
-    let mut v = Zeroizing::new(Vec::with_capacity(42 + name.len() + bundle.len()));
-    v.push(BODY_VERSION);
-    v.extend_from_slice(&c.id.0);
-    v.extend_from_slice(&c.record.added.to_be_bytes());
-    // Names are at most `contacts::MAX_NAME_LEN` (64) bytes.
-    let len = name.len().min(u8::MAX as usize);
-    v.push(len as u8);
-    v.extend_from_slice(&name[..len]);
-    v.extend_from_slice(&bundle);
-    v
-}
-
-fn decode_body(b: &[u8]) -> Result<Contact, StoreError> {
-    let (&version, rest) = b.split_first().ok_or_else(|| corrupt("empty"))?;
-    if version != BODY_VERSION {
-        return Err(corrupt(format!("unknown version {version}")));
-    }
-    if rest.len() < 41 {
-        return Err(corrupt("truncated"));
-    }
-    let (id, rest) = rest.split_at(32);
-    let (added, rest) = rest.split_at(8);
-    let (&len, rest) = rest.split_first().ok_or_else(|| corrupt("truncated"))?;
-    let len = usize::from(len);
-    if rest.len() < len {
-        return Err(corrupt("truncated name"));
-    }
-    let (name, bundle) = rest.split_at(len);
-    let name = match len {
-        0 => None,
-        _ => Some(
-            std::str::from_utf8(name)
-                .map_err(|_| corrupt("name is not UTF-8"))?
-                .to_string(),
-        ),
-    };
-    let bundle = Bundle::decode(bundle).map_err(corrupt)?;
-    Ok(Contact {
-        id: IdentityId(id.try_into().map_err(corrupt)?),
-        record: ContactRecord {
-            name,
-            added: u64::from_be_bytes(added.try_into().map_err(corrupt)?),
-        },
-        bundle,
-    })
 }
 
 /// The entry of `c` as filed under `key`: `(store key, value)`.
 fn entry(key: &ContactKey, c: &Contact) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
-    let body = encode_body(c);
+    let body = c.encode();
     Ok(match key {
         ContactKey::Clear => (c.id.0.to_vec(), [&[CLEAR][..], &body].concat()),
         ContactKey::Sealed(k) => {
@@ -197,11 +189,11 @@ fn entry(key: &ContactKey, c: &Contact) -> Result<(Vec<u8>, Vec<u8>), StoreError
 /// their key.
 fn open_entry(key: &ContactKey, k: &[u8], v: &[u8]) -> Result<Contact, StoreError> {
     match (v.split_first(), key) {
-        (Some((&CLEAR, body)), _) => decode_body(body),
+        (Some((&CLEAR, body)), _) => Contact::decode(body),
         (Some((&SEALED, sealed)), ContactKey::Sealed(sk)) => {
             let loc: [u8; 32] = k.try_into().map_err(|_| corrupt("key length"))?;
             let body = secrets::open(sk, &seal_ad(&loc), sealed)?;
-            let c = decode_body(&body)?;
+            let c = Contact::decode(&body)?;
             if locator(sk, &c.id) != loc {
                 return Err(corrupt("filed under another contact"));
             }
@@ -326,7 +318,7 @@ pub fn unlock(store: &Store, hot: &HotKeys) -> Result<ContactKey, StoreError> {
 
 /// The clear entry of a contact (schema 2's layout moves here on open).
 pub(crate) fn clear_entry(c: &Contact) -> (Vec<u8>, Vec<u8>) {
-    (c.id.0.to_vec(), [&[CLEAR][..], &encode_body(c)].concat())
+    (c.id.0.to_vec(), [&[CLEAR][..], &c.encode()].concat())
 }
 
 #[cfg(test)]
