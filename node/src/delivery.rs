@@ -34,6 +34,10 @@ use crate::conversation::{
 };
 use crate::mailbox::{digest, Deposit, Mailbox};
 
+// The mail protocol bounds an envelope by itself (cairn-net does not depend
+// on cairn-messaging): the two must agree.
+const _: () = assert!(cairn_net::mail::MAX_ENVELOPE == cairn_messaging::payload::MAX_ENVELOPE);
+
 /// How often messages due are looked for.
 const TICK: Duration = Duration::from_secs(1);
 /// How long a contact's node is looked for before its mailboxes are used.
